@@ -1,0 +1,71 @@
+# clinicops — two commands set everything up on a fresh Debian machine:
+#   make demo   venv + collection + Docker engine + lab image, 3 lab clinics, a first real job
+#   make test   every quality gate and test suite (what CI runs)
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+COLLECTION := $(CURDIR)/build/collections/ansible_collections/clinicops/runbook
+
+export CLINICOPS_PROJECT_ROOT := $(CURDIR)
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/build/collections
+export ANSIBLE_PIPELINING := True
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help venv collection lab demo demo-down test lint sanity unit integration molecule bench clean
+
+help:
+	@echo "make demo   - set up everything and run the lab demo (3 clinics, health survey)"
+	@echo "make test   - run every quality gate and test suite (CI runs this)"
+	@echo "make lint | sanity | unit | integration | molecule | bench | demo-down | clean"
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
+	  echo "installing python3-venv"; apt-get update -qq && apt-get install -y -qq python3-venv; fi
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -c requirements/constraints.txt -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+collection: venv
+	@$(BIN)/python -c 'from clinicops.project import collections_root; collections_root()'
+
+lab: collection
+	$(BIN)/clinicops lab up --clinics 3
+
+demo: lab
+	$(BIN)/clinicops health
+
+demo-down: venv
+	$(BIN)/clinicops lab down
+
+test: lint sanity unit integration molecule
+
+lint: collection
+	$(BIN)/ruff check src tests bench lab plugins
+	$(BIN)/ruff format --check src tests bench lab
+	cd $(COLLECTION) && $(BIN)/ansible-lint --profile production --strict roles playbooks
+
+sanity: collection
+	$(BIN)/python tests/sanity/run_sanity.py
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+integration: collection
+	$(BIN)/pytest tests/integration
+
+molecule: collection
+	$(BIN)/python -m clinicops lab image
+	cd roles/clinic_host && $(BIN)/molecule test --all
+
+bench: collection
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

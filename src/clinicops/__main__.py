@@ -1,0 +1,5 @@
+import sys
+
+from clinicops.cli import main
+
+sys.exit(main())

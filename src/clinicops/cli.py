@@ -1,0 +1,125 @@
+"""The ``clinicops`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from clinicops import __version__
+from clinicops.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ClinicopsError, UsageError
+from clinicops.survey import render_survey, survey_rows
+
+
+def _log(message: str) -> None:
+    print(f"clinicops: {message}", file=sys.stderr, flush=True)
+
+
+def _default_inventory() -> Path:
+    from clinicops.lab.fleet import Lab
+
+    inventory = Lab(log=_log).inventory_dir
+    if not inventory.is_dir():
+        raise UsageError("no inventory given (-i) and the lab is not up (`clinicops lab up`)")
+    return inventory
+
+
+def _vault_file(args: argparse.Namespace, inventory: Path) -> Path | None:
+    from clinicops.lab.fleet import lab_vault_password_file
+
+    if args.vault_password_file:
+        return Path(args.vault_password_file)
+    return lab_vault_password_file(inventory)
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    from clinicops.lab.fleet import Lab
+
+    lab = Lab(name=args.name, log=_log)
+    if args.lab_command == "up":
+        actions = lab.up(args.clinics, reprovision=args.reprovision)
+        for host, action in actions.items():
+            print(f"{host:<12} {action}")
+        print(f"inventory: {lab.inventory_dir}")
+    elif args.lab_command == "down":
+        removed = lab.down()
+        print(f"removed: {', '.join(removed) if removed else 'nothing (lab was not up)'}")
+    else:
+        rows = lab.status()
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        elif not rows:
+            print(f"lab {args.name!r} is not up")
+        for row in rows if not args.json else []:
+            print(f"{row['host']:<12} {row['role']:<7} {row['state']:<9} {row['container']}  {row['image']}")
+    return EXIT_OK
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from clinicops.runner import PlaybookRun, new_run_id, playbook_path, run_playbook
+
+    inventory = Path(args.inventory) if args.inventory else _default_inventory()
+    run = PlaybookRun(
+        playbook=playbook_path("health"),
+        inventory=inventory,
+        operation="health",
+        run_id=new_run_id("health"),
+        limit=args.limit,
+        verbosity=args.verbose,
+        vault_password_file=_vault_file(args, inventory),
+    )
+    result = run_playbook(run)
+    rows = survey_rows(result)
+    if args.json:
+        print(json.dumps({"run_id": result.run_id, "clinics": rows}, indent=2))
+    else:
+        render_survey(rows, result)
+    unhealthy = [row for row in rows if row["outcome"] != "healthy"]
+    return EXIT_FAILED if unhealthy or result.rc != 0 else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clinicops", description="Run clinic operations runbooks across a fleet of clinics."
+    )
+    parser.add_argument("--version", action="version", version=f"clinicops {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    lab = sub.add_parser("lab", help="the embedded lab: clinic containers on this machine")
+    lab_sub = lab.add_subparsers(dest="lab_command", required=True)
+    up = lab_sub.add_parser("up", help="start (or converge) the lab")
+    up.add_argument("--clinics", type=int, default=3, help="number of clinics (default 3)")
+    up.add_argument("--reprovision", action="store_true", help="run the clinic_host role even if up to date")
+    lab_sub.add_parser("down", help="remove everything the lab created")
+    status = lab_sub.add_parser("status", help="list the lab's containers")
+    status.add_argument("--json", action="store_true")
+    for child in lab_sub.choices.values():
+        child.add_argument("--name", default="lab", help="lab name (default: lab)")
+    lab.set_defaults(func=cmd_lab)
+
+    health = sub.add_parser("health", help="health survey of the clinics")
+    health.add_argument("-i", "--inventory", help="inventory directory or file (default: the lab)")
+    health.add_argument("--limit", help="clinics or groups (Ansible --limit pattern)")
+    health.add_argument("--vault-password-file", help="vault password file for the inventory")
+    health.add_argument("--json", action="store_true", help="machine-readable output")
+    health.add_argument("-v", "--verbose", action="count", default=0, help="pass verbosity to Ansible")
+    health.set_defaults(func=cmd_health)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ClinicopsError as exc:
+        _log(f"error: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _log("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Run one of the collection's playbooks through ansible-runner and collect per-clinic outcomes.
+
+Only the public ``ansible_runner.run`` API is used. Every run gets a fresh ``private_data_dir``
+(runner would otherwise leak extra vars from one run into the next), env files are suppressed,
+and secrets are never passed as extra vars or environment: they reach Ansible only through
+inventory files (vault-encrypted) and a vault password file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+
+from clinicops.errors import UsageError
+from clinicops.project import ansible_env, project_root
+
+# The per-clinic summary every clinicops playbook publishes with ``set_stats`` (aggregated), read
+# back from runner's final stats event: {"clinicops_report": {"<clinic>": {...}}}.
+REPORT_STATS_KEY = "clinicops_report"
+
+EventCallback = Callable[[dict[str, Any]], None]
+
+
+def state_home() -> Path:
+    """Where run directories live: $CLINICOPS_HOME or ~/.clinicops."""
+    return Path(os.environ.get("CLINICOPS_HOME") or Path.home() / ".clinicops")
+
+
+def new_run_id(operation: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{operation}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class PlaybookRun:
+    """Everything one ansible-runner invocation needs, frozen before it starts."""
+
+    playbook: Path
+    inventory: Path
+    operation: str
+    run_id: str
+    limit: str | None = None
+    extravars: Mapping[str, Any] = field(default_factory=dict)
+    check: bool = False
+    verbosity: int = 0
+    forks: int = 25
+    vault_password_file: Path | None = None
+
+    def runner_kwargs(self, private_data_dir: Path) -> dict[str, Any]:
+        if not self.playbook.is_file():
+            raise UsageError(f"playbook not found: {self.playbook}")
+        if not self.inventory.exists():
+            raise UsageError(f"inventory not found: {self.inventory}")
+        cmdline = ["--forks", str(self.forks)]
+        if self.check:
+            cmdline.append("--check")
+        if self.vault_password_file:
+            cmdline += ["--vault-password-file", str(self.vault_password_file)]
+        envvars = dict(ansible_env())
+        envvars["CLINICOPS_RUN_ID"] = self.run_id
+        kwargs: dict[str, Any] = {
+            "private_data_dir": str(private_data_dir),
+            "project_dir": str(self.playbook.parent),
+            "playbook": self.playbook.name,
+            "inventory": str(self.inventory.resolve()),
+            "extravars": {"clinicops_run_id": self.run_id, **self.extravars},
+            "envvars": envvars,
+            "cmdline": " ".join(cmdline),
+            "ident": "run",
+            "quiet": True,
+            "suppress_env_files": True,
+            "verbosity": self.verbosity or None,
+            "settings": {"suppress_ansible_output": True},
+        }
+        if self.limit:
+            kwargs["limit"] = self.limit
+        return kwargs
+
+
+@dataclass
+class HostOutcome:
+    """What happened on one clinic during one run."""
+
+    host: str
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: bool = False
+    skipped: int = 0
+    current_task: str = ""
+    failed_task: str = ""
+    message: str = ""
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def outcome(self) -> str:
+        if self.unreachable:
+            return "unreachable"
+        if self.failed:
+            return "failed"
+        if self.ok or self.changed:
+            return "ok"
+        return "not run"
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str
+    rc: int
+    duration: float
+    hosts: dict[str, HostOutcome]
+    run_dir: Path
+
+    @property
+    def failed_hosts(self) -> list[str]:
+        return [name for name, host in self.hosts.items() if host.outcome in ("failed", "unreachable")]
+
+
+def failure_message(result: Mapping[str, Any]) -> str:
+    """One line saying why a task failed, from a task result (msg, stderr or the module's message)."""
+    for key in ("msg", "stderr", "reason", "message"):
+        value = result.get(key)
+        if value:
+            return " ".join(str(value).split())[:500]
+    return "failed (no message)"
+
+
+class EventCollector:
+    """runner's event_handler: O(1) per event, never raises, always lets runner keep the event."""
+
+    def __init__(self, on_event: EventCallback | None = None) -> None:
+        self.hosts: dict[str, HostOutcome] = {}
+        self.stats_report: dict[str, Any] = {}
+        self.on_event = on_event
+
+    def host(self, name: str) -> HostOutcome:
+        outcome = self.hosts.get(name)
+        if outcome is None:
+            outcome = self.hosts[name] = HostOutcome(host=name)
+        return outcome
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        try:
+            self.handle(event)
+        except Exception:  # noqa: BLE001 - a display bug must never stop a run
+            pass
+        return True
+
+    def handle(self, event: dict[str, Any]) -> None:
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        name = data.get("host")
+        if kind == "playbook_on_stats":
+            self.stats_report = dict((data.get("artifact_data") or {}).get(REPORT_STATS_KEY) or {})
+        elif name:
+            host = self.host(name)
+            task = data.get("task", "")
+            if kind == "runner_on_start":
+                host.current_task = task
+            elif kind == "runner_on_ok":
+                host.ok += 1
+                host.changed += bool((data.get("res") or {}).get("changed"))
+            elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+                host.failed += 1
+                host.failed_task = task
+                host.message = failure_message(data.get("res") or {})
+            elif kind == "runner_on_unreachable":
+                host.unreachable = True
+                host.failed_task = task
+                host.message = failure_message(data.get("res") or {})
+            elif kind == "runner_on_skipped":
+                host.skipped += 1
+        if self.on_event is not None:
+            self.on_event(event)
+
+
+def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> RunResult:
+    run_dir = state_home() / "runs" / run.run_id
+    if run_dir.exists():
+        raise UsageError(f"run directory already exists, refusing to reuse it: {run_dir}")
+    run_dir.mkdir(parents=True, mode=0o700)
+    collector = EventCollector(on_event)
+    started = time.monotonic()
+    runner = ansible_runner.run(event_handler=collector, **run.runner_kwargs(run_dir))
+    for name, report in collector.stats_report.items():
+        collector.host(name).report = dict(report or {})
+    return RunResult(
+        run_id=run.run_id,
+        status=runner.status,
+        rc=runner.rc,
+        duration=time.monotonic() - started,
+        hosts=collector.hosts,
+        run_dir=run_dir,
+    )
+
+
+def playbook_path(name: str) -> Path:
+    """A playbook of the collection by its short name, e.g. ``health``."""
+    path = project_root() / "playbooks" / f"{name}.yml"
+    if not path.is_file():
+        raise UsageError(f"no such playbook in the collection: {name}.yml")
+    return path
