@@ -29,7 +29,7 @@ import socket
 import sys
 import threading
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -87,9 +87,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
         try:
             for number, name in pending:
                 conn.execute((MIGRATIONS_DIR / name).read_text(encoding="utf-8"))
-                conn.execute(
-                    "INSERT INTO schema_version (version, name) VALUES (%s, %s)", (number, name)
-                )
+                conn.execute("INSERT INTO schema_version (version, name) VALUES (%s, %s)", (number, name))
                 applied.append(name)
             conn.commit()
         except psycopg.Error as exc:
@@ -114,7 +112,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
         if conn.execute("SELECT count(*) FROM patients").fetchone()[0]:
             print(json.dumps({"seeded": False}))
             return 0
-        base = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)
+        base = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
         for index in range(args.patients):
             name = f"{FIRST_NAMES[index % 8]} {LAST_NAMES[(index // 8) % 8]}"
             birth = date(1950, 1, 1) + timedelta(days=(index * 997) % 25000)
@@ -148,7 +146,8 @@ class AppLog:
         with self.lock:
             if self.handle:
                 self.handle.close()
-            self.handle = open(self.path, "a", encoding="utf-8") if self.path else None
+            # Kept open between requests and swapped on SIGHUP, so no context manager.
+            self.handle = open(self.path, "a", encoding="utf-8") if self.path else None  # noqa: SIM115
 
     def write(self, line: str) -> None:
         with self.lock:
@@ -172,7 +171,7 @@ def read_flags() -> dict:
     flags = {}
     for key, value in os.environ.items():
         if key.startswith("FEATURE_"):
-            flags[key[len("FEATURE_"):].lower()] = value.lower() in ("1", "true", "yes", "on")
+            flags[key[len("FEATURE_") :].lower()] = value.lower() in ("1", "true", "yes", "on")
     return flags
 
 
@@ -181,7 +180,7 @@ class Handler(BaseHTTPRequestHandler):
     log: AppLog
 
     def log_message(self, fmt: str, *args) -> None:
-        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
         self.log.write(f"{stamp} {self.address_string()} {fmt % args}")
 
     def send_json(self, status: int, body: dict) -> None:
@@ -192,7 +191,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:
         routes = {
             "/health": self.health,
             "/health/live": self.live,
@@ -259,7 +258,7 @@ class Handler(BaseHTTPRequestHandler):
             with connect() as conn:
                 cur = conn.execute(query)
                 names = [column.name for column in cur.description]
-                items = [dict(zip(names, row)) for row in cur.fetchall()]
+                items = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         except psycopg.Error as exc:
             self.send_json(503, {"error": str(exc).strip()[:200]})
             return

@@ -430,7 +430,8 @@ def check_until_healthy(module):
         attempts += 1
         results = run_checks(module)
         healthy = all(result.healthy for result in results)
-        out_of_time = params["deadline"] is not None and time.monotonic() - started + params["delay"] > params["deadline"]
+        next_attempt_at = time.monotonic() - started + params["delay"]
+        out_of_time = params["deadline"] is not None and next_attempt_at > params["deadline"]
         if healthy or attempts > params["retries"] or out_of_time:
             return results, attempts
         time.sleep(params["delay"])  # the next attempt is the condition being awaited

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from clinicops import __version__
-from clinicops.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ClinicopsError, UsageError
+from clinicops.errors import EXIT_FAILED, EXIT_OK, ClinicopsError, UsageError
 from clinicops.survey import render_survey, survey_rows
 
 
@@ -36,6 +36,13 @@ def _vault_file(args: argparse.Namespace, inventory: Path) -> Path | None:
 def cmd_lab(args: argparse.Namespace) -> int:
     from clinicops.lab.fleet import Lab
 
+    if args.lab_command == "image":
+        from clinicops.lab.engine import ensure_engine
+        from clinicops.lab.image import ImageRecipe, ensure_image
+        from clinicops.project import project_root
+
+        print(ensure_image(ensure_engine(_log), ImageRecipe(project_root() / "lab" / "image"), _log))
+        return EXIT_OK
     lab = Lab(name=args.name, log=_log)
     if args.lab_command == "up":
         actions = lab.up(args.clinics, reprovision=args.reprovision)
@@ -92,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--clinics", type=int, default=3, help="number of clinics (default 3)")
     up.add_argument("--reprovision", action="store_true", help="run the clinic_host role even if up to date")
     lab_sub.add_parser("down", help="remove everything the lab created")
+    lab_sub.add_parser("image", help="build the clinic host image if its recipe changed; print its name")
     status = lab_sub.add_parser("status", help="list the lab's containers")
     status.add_argument("--json", action="store_true")
     for child in lab_sub.choices.values():

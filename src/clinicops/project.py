@@ -14,9 +14,10 @@ from pathlib import Path
 
 from clinicops.errors import UsageError
 
-# Top-level entries of the repository that are collection content (everything else is
-# build_ignore'd in galaxy.yml).
+# Repository paths that are collection content (everything else is build_ignore'd in galaxy.yml).
+# Only the example inventory: lab inventories hold vault files and must never be in this tree.
 COLLECTION_CONTENT = (
+    ".ansible-lint",
     "COPYING",
     "README.md",
     "changelogs",
@@ -26,9 +27,9 @@ COLLECTION_CONTENT = (
     "playbooks",
     "plugins",
     "roles",
-    "inventories",
+    "inventories/example",
+    "tests/sanity",
 )
-COLLECTION_TEST_CONTENT = ("sanity",)
 
 
 def project_root() -> Path:
@@ -53,16 +54,16 @@ def collections_root(root: Path | None = None) -> Path:
     tree.mkdir(parents=True, exist_ok=True)
     for name in COLLECTION_CONTENT:
         _link(tree / name, root / name)
-    tests = tree / "tests"
-    tests.mkdir(exist_ok=True)
-    for name in COLLECTION_TEST_CONTENT:
-        _link(tests / name, root / "tests" / name)
+    stale = tree / "inventories"
+    if stale.is_symlink():  # trees made by older versions linked every inventory
+        stale.unlink()
     return base
 
 
 def _link(link: Path, target: Path) -> None:
     if not target.exists():
         return
+    link.parent.mkdir(parents=True, exist_ok=True)
     if link.is_symlink() and link.resolve() == target.resolve():
         return
     if link.is_symlink():

@@ -8,12 +8,13 @@ inventory files (vault-encrypted) and a vault password file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def state_home() -> Path:
 
 
 def new_run_id(operation: str) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{operation}-{secrets.token_hex(3)}"
 
 
@@ -149,10 +150,9 @@ class EventCollector:
         return outcome
 
     def __call__(self, event: dict[str, Any]) -> bool:
-        try:
+        # A display or bookkeeping bug must never stop a run.
+        with contextlib.suppress(Exception):
             self.handle(event)
-        except Exception:  # noqa: BLE001 - a display bug must never stop a run
-            pass
         return True
 
     def handle(self, event: dict[str, Any]) -> None:

@@ -20,8 +20,8 @@ import time
 from datetime import datetime, timezone
 
 try:
-    from urllib.request import Request, urlopen
     from urllib.error import HTTPError, URLError
+    from urllib.request import Request, urlopen
 except ImportError:  # pragma: no cover - Python 2 is not supported on clinic hosts
     Request = urlopen = HTTPError = URLError = None
 

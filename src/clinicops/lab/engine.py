@@ -47,17 +47,14 @@ def ensure_host_tools(log=print) -> None:
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise ClinicopsError(
-                f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()[-400:]}; "
-                "nothing else was changed"
+                f"{' '.join(argv)} exited {done.returncode}: {done.stderr.strip()[-400:]}; nothing else was changed"
             )
 
 
 def _start_engine(log) -> docker.DockerClient:
     log(f"starting dockerd (log: {ENGINE_LOG})")
     with open(ENGINE_LOG, "ab") as out:
-        subprocess.Popen(  # noqa: S603 - fixed argv
-            ["dockerd"], stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True
-        )
+        subprocess.Popen(["dockerd"], stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + ENGINE_START_TIMEOUT
     while time.monotonic() < deadline:
         client = _client()

@@ -171,9 +171,22 @@ class Lab:
 
     def _encrypt(self, plaintext: str, out: Path) -> None:
         vault = tool_dir() / "ansible-vault"
-        argv = [str(vault), "encrypt", "--vault-password-file", str(self._vault_password()), "--output", str(out), "-"]
+        argv = [
+            str(vault),
+            "encrypt",
+            "--vault-password-file",
+            str(self._vault_password()),
+            "--output",
+            str(out),
+            "-",
+        ]
         done = subprocess.run(
-            argv, input=plaintext, capture_output=True, text=True, check=False, env={**os.environ, **ansible_env()}
+            argv,
+            input=plaintext,
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, **ansible_env()},
         )
         if done.returncode != 0:
             raise ClinicopsError(f"ansible-vault could not encrypt {out}: {done.stderr.strip()}")
@@ -199,7 +212,9 @@ class Lab:
             }
         }
         header = f"# Written by `clinicops lab up` for lab {self.name!r}; `clinicops lab down` removes it.\n"
-        _write_if_changed(inv / "hosts.yml", header + "# Groups only: per-clinic facts are in host_vars/.\n" + _yaml(hosts))
+        _write_if_changed(
+            inv / "hosts.yml", header + "# Groups only: per-clinic facts are in host_vars/.\n" + _yaml(hosts)
+        )
         _write_if_changed(
             inv / "group_vars" / "all.yml",
             header
@@ -228,7 +243,11 @@ class Lab:
             host_dir.mkdir(exist_ok=True)
             facts = {"ansible_host": self.container_name(clinic.name)}
             if clinic.name != "vault":
-                facts |= {"clinic_id": clinic.name, "clinic_timezone": clinic.timezone, "clinic_region": clinic.region}
+                facts |= {
+                    "clinic_id": clinic.name,
+                    "clinic_timezone": clinic.timezone,
+                    "clinic_region": clinic.region,
+                }
             _write_if_changed(host_dir / "main.yml", header + _yaml(facts))
             if clinic.name != "vault" and not (host_dir / "vault.yml").exists():
                 self._encrypt(_yaml({"clinic_host_db_password": secrets.token_urlsafe(24)}), host_dir / "vault.yml")
@@ -286,8 +305,7 @@ class Lab:
         if failed or result.rc != 0:
             detail = "; ".join(f"{name}: {host.failed_task}: {host.message}" for name, host in failed.items())
             raise ClinicopsError(
-                f"provisioning failed (run {result.run_id}, artifacts in {result.run_dir}): "
-                f"{detail or result.status}"
+                f"provisioning failed (run {result.run_id}, artifacts in {result.run_dir}): {detail or result.status}"
             )
         for host in todo:
             self._write_stamp(containers[host], wanted[host])
