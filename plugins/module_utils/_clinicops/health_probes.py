@@ -20,10 +20,11 @@ import time
 from datetime import datetime, timezone
 
 try:
+    from http.client import HTTPException
     from urllib.error import HTTPError, URLError
     from urllib.request import Request, urlopen
 except ImportError:  # pragma: no cover - Python 2 is not supported on clinic hosts
-    Request = urlopen = HTTPError = URLError = None
+    Request = urlopen = HTTPError = URLError = HTTPException = None
 
 PSYCOPG_IMPORT_ERROR = None
 try:
@@ -78,7 +79,7 @@ def probe_http(spec):
         status, body = response.status, response.read(65536)
     except HTTPError as exc:
         status, body = exc.code, exc.read(65536)
-    except (URLError, OSError, ValueError) as exc:
+    except (URLError, OSError, ValueError, HTTPException) as exc:  # HTTPException: not an HTTP answer
         return ProbeResult(name, "http", False, "no answer: %s" % getattr(exc, "reason", exc),
                            latency_ms=_elapsed_ms(started), status=None)
     latency = _elapsed_ms(started)
