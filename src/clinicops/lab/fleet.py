@@ -82,7 +82,9 @@ class Lab:
     log: object = print
 
     def __post_init__(self) -> None:
-        if not self.name.replace("-", "").isalnum() or not self.name[0].isalpha() or len(self.name) > 20:
+        # ASCII only: the name goes into Docker object names ([a-zA-Z0-9][a-zA-Z0-9_.-]*).
+        name = self.name
+        if not (name.isascii() and name.replace("-", "").isalnum() and name[0].isalpha() and len(name) <= 20):
             raise UsageError(f"lab name {self.name!r}: use up to 20 letters, digits or '-', starting with a letter")
 
     # -- names -----------------------------------------------------------------------------------
@@ -265,7 +267,8 @@ class Lab:
         for source in sources:
             paths = sorted(source.rglob("*")) if source.is_dir() else [source]
             for path in paths:
-                if path.is_file():
+                # Test scenarios and caches beside the role do not change what it provisions.
+                if path.is_file() and not {"molecule", "__pycache__"} & set(path.parts):
                     digest.update(str(path.relative_to(self.root)).encode() + path.read_bytes())
         return digest.hexdigest()
 

@@ -1,0 +1,74 @@
+"""Integration tests run against a real lab named ``itest`` (2 clinics + vault) on this machine.
+
+The lab is brought up once per session through the CLI, exactly as an operator would, and taken
+down at the end (the last test of test_lab.py asserts what ``lab down`` leaves behind).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB = "itest"
+LAB_CLINICS = 2
+
+
+def clinicops(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would (the venv's console script)."""
+    argv = [str(Path(sys.executable).parent / "clinicops"), *args]
+    env = {**os.environ, "CLINICOPS_PROJECT_ROOT": str(ROOT)}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def run_in(container, argv: list[str], env: dict[str, str] | None = None, user: str = "") -> tuple[int, str]:
+    result = container.exec_run(argv, environment=env or {}, user=user, demux=False)
+    return result.exit_code, result.output.decode(errors="replace")
+
+
+def ok_in(container, argv: list[str], env: dict[str, str] | None = None, user: str = "") -> str:
+    code, out = run_in(container, argv, env, user)
+    assert code == 0, f"{argv} exited {code} in {container.name}: {out}"
+    return out
+
+
+def psql(container, sql: str, database: str = "clinicdb") -> str:
+    return ok_in(container, ["psql", "-X", "-A", "-t", "-d", database, "-c", sql], user="postgres").strip()
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    return docker.from_env()
+
+
+@pytest.fixture(scope="session")
+def lab_up() -> Iterator[subprocess.CompletedProcess[str]]:
+    first = clinicops("lab", "up", "--name", LAB, "--clinics", str(LAB_CLINICS))
+    yield first
+    clinicops("lab", "down", "--name", LAB, check=False)
+
+
+@pytest.fixture(scope="session")
+def inventory(lab_up) -> Path:
+    return ROOT / "inventories" / f"lab-{LAB}"
+
+
+@pytest.fixture(scope="session")
+def clinics(lab_up, docker_client) -> dict[str, object]:
+    found = docker_client.containers.list(filters={"label": [f"clinicops.lab={LAB}", "clinicops.lab.role=clinic"]})
+    return {container.labels["clinicops.lab.host"]: container for container in found}
+
+
+def health_json(*extra: str) -> tuple[int, dict]:
+    done = clinicops("health", "-i", str(ROOT / "inventories" / f"lab-{LAB}"), "--json", *extra, check=False)
+    return done.returncode, json.loads(done.stdout)
