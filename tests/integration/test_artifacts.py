@@ -13,10 +13,17 @@ import tarfile
 import time
 
 import pytest
-
 from conftest import ROOT, ok_in, psql, run_in
 
 SCRATCH_DB = "artifact_probe"
+APPOINTMENT_COLUMNS = (
+    "SELECT string_agg(column_name, ',' ORDER BY column_name) FROM information_schema.columns"
+    " WHERE table_name = 'appointments'"
+)
+APPOINTMENT_COLUMNS = (
+    "SELECT string_agg(column_name, ',' ORDER BY column_name) FROM information_schema.columns"
+    " WHERE table_name = 'appointments'"
+)
 PG_ENV = {"PGHOST": "/var/run/postgresql", "PGUSER": "postgres", "PGDATABASE": SCRATCH_DB}
 
 
@@ -83,22 +90,14 @@ def test_v1_creates_the_schema_and_v2_migrates_it(clinic):
 
 
 def test_broken_migration_fails_halfway_and_changes_nothing(clinic):
-    before = psql(
-        clinic,
-        "SELECT string_agg(column_name, ',' ORDER BY column_name) FROM information_schema.columns WHERE table_name = 'appointments'",
-        SCRATCH_DB,
-    )
+    before = psql(clinic, APPOINTMENT_COLUMNS, SCRATCH_DB)
     code, out = migrate(clinic, unpack(clinic, "2.2.0-broken-migration"))
     assert code == 1
     error = json.loads(out.strip().splitlines()[-1])
     assert error["failed"] == "0003_broken_halfway.sql"
     assert "rooms" in error["error"]
     assert psql(clinic, "SELECT max(version) FROM schema_version", SCRATCH_DB) == "2"
-    after = psql(
-        clinic,
-        "SELECT string_agg(column_name, ',' ORDER BY column_name) FROM information_schema.columns WHERE table_name = 'appointments'",
-        SCRATCH_DB,
-    )
+    after = psql(clinic, APPOINTMENT_COLUMNS, SCRATCH_DB)
     assert after == before
     assert "room" not in after.split(",")
 

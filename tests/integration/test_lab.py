@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import yaml
-
 from conftest import LAB, LAB_CLINICS, clinicops, ok_in, psql, run_in
 
 STACK_UNITS = ["clinic-app", "nginx", "postgresql@15-main", "redis-server", "ssh"]
