@@ -16,12 +16,12 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/build/collections
 export ANSIBLE_PIPELINING := True
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv collection lab demo demo-down test lint sanity unit integration molecule bench clean
+.PHONY: help venv collection lab demo demo-down test lint sanity unit integration molecule clean
 
 help:
 	@echo "make demo   - set up everything and run the lab demo (3 clinics, health survey)"
 	@echo "make test   - run every quality gate and test suite (CI runs this)"
-	@echo "make lint | sanity | unit | integration | molecule | bench | demo-down | clean"
+	@echo "make lint | sanity | unit | integration | molecule | demo-down | clean"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
@@ -47,8 +47,8 @@ demo-down: venv
 test: lint sanity unit integration molecule
 
 lint: collection
-	$(BIN)/ruff check src tests bench lab plugins
-	$(BIN)/ruff format --check src tests bench lab
+	$(BIN)/ruff check src tests lab plugins
+	$(BIN)/ruff format --check src tests lab
 	cd $(COLLECTION) && $(BIN)/ansible-lint --profile production --strict roles playbooks
 
 sanity: collection
@@ -63,9 +63,6 @@ integration: collection
 molecule: collection
 	$(BIN)/python -m clinicops lab image
 	cd roles/clinic_host && $(BIN)/molecule test --all
-
-bench: collection
-	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
