@@ -86,6 +86,34 @@ def cmd_health(args: argparse.Namespace) -> int:
     return EXIT_FAILED if unhealthy or result.rc != 0 else EXIT_OK
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from clinicops.audit import default_trail, tail, verify
+    from clinicops.runner import state_home
+
+    trail = Path(args.trail) if args.trail else default_trail(state_home())
+    if args.audit_command == "verify":
+        ok, count, problem = verify(trail)
+        if ok:
+            print(f"{trail}: {count} records, chain intact")
+            return EXIT_OK
+        print(f"{trail}: chain broken after {count} good records: {problem}")
+        return EXIT_FAILED
+    for record in tail(trail, args.last):
+        if args.json:
+            print(json.dumps(record, sort_keys=True))
+            continue
+        when = record.get("ended") or record.get("at", "")
+        what = record.get("procedure", "?")
+        who = record.get("who", {})
+        user = who.get("awx_user_name") or who.get("user", "?") if isinstance(who, dict) else who
+        ids = " ".join(f"{key}={value}" for key, value in (record.get("ids") or record.get("details") or {}).items())
+        print(
+            f"{when}  {record.get('clinic', ''):<12} {what:<12} {record.get('outcome', ''):<11} {user:<10} "
+            f"{record.get('run_id', '')}  {ids}".rstrip()
+        )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clinicops", description="Run clinic operations runbooks across a fleet of clinics."
@@ -113,6 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--json", action="store_true", help="machine-readable output")
     health.add_argument("-v", "--verbose", action="count", default=0, help="pass verbosity to Ansible")
     health.set_defaults(func=cmd_health)
+
+    audit = sub.add_parser("audit", help="the controller's audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    audit_sub.add_parser("verify", help="check the hash chain; exit 1 naming the first bad line")
+    show = audit_sub.add_parser("show", help="print the last records")
+    show.add_argument("-n", "--last", type=int, default=20, help="how many records (default 20)")
+    show.add_argument("--json", action="store_true", help="one JSON record per line")
+    for child in audit_sub.choices.values():
+        child.add_argument("--trail", help="trail file (default: $CLINICOPS_HOME/audit.jsonl)")
+    audit.set_defaults(func=cmd_audit)
     return parser
 
 

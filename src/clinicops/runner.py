@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shlex
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from typing import Any
 
 import ansible_runner
 
+from clinicops.audit import CALLBACK as AUDIT_CALLBACK
+from clinicops.audit import default_trail
 from clinicops.errors import UsageError
 from clinicops.project import ansible_env, project_root
 
@@ -67,6 +70,9 @@ class PlaybookRun:
             cmdline += ["--vault-password-file", str(self.vault_password_file)]
         envvars = dict(ansible_env())
         envvars["CLINICOPS_RUN_ID"] = self.run_id
+        # Every run leaves a record in the controller's tamper-evident audit trail.
+        envvars["ANSIBLE_CALLBACKS_ENABLED"] = AUDIT_CALLBACK
+        envvars["CLINICOPS_AUDIT_TRAIL"] = str(default_trail(state_home()))
         kwargs: dict[str, Any] = {
             "private_data_dir": str(private_data_dir),
             "project_dir": str(self.playbook.parent),
@@ -74,7 +80,7 @@ class PlaybookRun:
             "inventory": str(self.inventory.resolve()),
             "extravars": {"clinicops_run_id": self.run_id, **self.extravars},
             "envvars": envvars,
-            "cmdline": " ".join(cmdline),
+            "cmdline": shlex.join(cmdline),  # runner shlex-splits it: quote paths
             "ident": "run",
             "quiet": True,
             "suppress_env_files": True,
@@ -187,10 +193,11 @@ def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> Run
     run_dir = state_home() / "runs" / run.run_id
     if run_dir.exists():
         raise UsageError(f"run directory already exists, refusing to reuse it: {run_dir}")
+    kwargs = run.runner_kwargs(run_dir)  # validates first: a usage error leaves no run directory
     run_dir.mkdir(parents=True, mode=0o700)
     collector = EventCollector(on_event)
     started = time.monotonic()
-    runner = ansible_runner.run(event_handler=collector, **run.runner_kwargs(run_dir))
+    runner = ansible_runner.run(event_handler=collector, **kwargs)
     for name, report in collector.stats_report.items():
         collector.host(name).report = dict(report or {})
     return RunResult(

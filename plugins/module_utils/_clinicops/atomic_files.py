@@ -1,0 +1,63 @@
+# -*- coding: utf-8 -*-
+# Copyright: clinicops project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Small file helpers shared by the clinicops modules: atomic writes and reads that tolerate absence.
+
+Private to the collection: the interface may change between releases.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import json
+import os
+import tempfile
+
+
+def read_text(path):
+    """The file's text, or None when it does not exist."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read().decode("utf-8")
+    except (IOError, OSError) as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
+
+
+def read_json(path):
+    text = read_text(path)
+    return None if text is None else json.loads(text)
+
+
+def write_atomic(path, text, mode=0o644):
+    """Write to a temporary file in the same directory, fsync, then rename over ``path``.
+
+    A reader sees the old content or the new one, never a partial file.
+    """
+    directory = os.path.dirname(path) or "."
+    fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, mode)
+        os.rename(temp, path)
+    except Exception:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def remove(path):
+    """Remove ``path``; True if it existed."""
+    try:
+        os.unlink(path)
+        return True
+    except (IOError, OSError) as exc:
+        if exc.errno == errno.ENOENT:
+            return False
+        raise
