@@ -52,11 +52,11 @@ def collections_root(root: Path | None = None) -> Path:
     base = root / "build" / "collections"
     tree = base / "ansible_collections" / "clinicops" / "runbook"
     tree.mkdir(parents=True, exist_ok=True)
+    stale = tree / "inventories"
+    if stale.is_symlink():  # trees made by older versions linked every inventory; before linking into it
+        stale.unlink()
     for name in COLLECTION_CONTENT:
         _link(tree / name, root / name)
-    stale = tree / "inventories"
-    if stale.is_symlink():  # trees made by older versions linked every inventory
-        stale.unlink()
     return base
 
 

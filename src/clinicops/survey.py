@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from clinicops.runner import RunResult
 
@@ -49,14 +50,13 @@ def render_survey(rows: list[dict[str, Any]], result: RunResult, console: Consol
     for row in rows:
         style = "green" if row["outcome"] == "healthy" else "red"
         status = "healthy" if row["outcome"] == "healthy" else f"{row['outcome']}: {row['summary']}"
+        # Text, not markup: the cells hold what clinics reported, brackets and all.
+        cells = (row["clinic"], row["timezone"], row["version"], row["database"])
         table.add_row(
-            row["clinic"],
-            row["timezone"],
-            row["version"],
-            row["database"],
+            *(Text("" if cell is None else str(cell)) for cell in cells),
             "" if row["rows"] is None else str(row["rows"]),
             _gib(row["disk_free_bytes"]),
-            f"[{style}]{status}[/{style}]",
+            Text(status, style=style),
         )
     console.print(table)
-    console.print(f"report: {result.run_dir}  ({result.duration:.1f}s)")
+    console.print(f"report: {result.run_dir}  ({result.duration:.1f}s)", markup=False)

@@ -1,0 +1,121 @@
+"""The command line: exit codes and output, with ansible-runner replaced by a fake (no Docker, no Ansible)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from clinicops import __version__, runner
+from clinicops.cli import main
+from clinicops.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from clinicops.runner import REPORT_STATS_KEY
+
+
+@pytest.fixture
+def clinicops_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("CLINICOPS_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def inventory(tmp_path: Path) -> Path:
+    directory = tmp_path / "inventory"
+    directory.mkdir()
+    (directory / "hosts.yml").write_text("all: {}\n")
+    return directory
+
+
+def install_fake_runner(monkeypatch: pytest.MonkeyPatch, reports: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = []
+
+    def run(event_handler: Callable[[dict[str, Any]], bool], **kwargs: Any) -> SimpleNamespace:
+        calls.append(kwargs)
+        for host in reports:
+            event_handler({"event": "runner_on_ok", "event_data": {"host": host, "task": "Check", "res": {}}})
+        event_handler({"event": "playbook_on_stats", "event_data": {"artifact_data": {REPORT_STATS_KEY: reports}}})
+        return SimpleNamespace(status="successful", rc=0)
+
+    monkeypatch.setattr(runner.ansible_runner, "run", run)
+    return calls
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"clinicops {__version__}"
+
+
+def test_lab_up_with_bad_count_is_usage_error_before_anything_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lab", "up", "--name", "unitcli", "--clinics", "0"]) == EXIT_USAGE
+    assert "between 1 and 30" in capsys.readouterr().err
+
+
+def test_lab_with_bad_name_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lab", "status", "--name", "../etc"]) == EXIT_USAGE
+    assert "lab name" in capsys.readouterr().err
+
+
+def test_health_missing_inventory_is_usage_error(
+    tmp_path: Path, clinicops_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["health", "-i", str(tmp_path / "absent")]) == EXIT_USAGE
+    assert "inventory not found" in capsys.readouterr().err
+    assert not (clinicops_home / "runs").exists()
+
+
+def test_health_json_all_healthy_exits_0(
+    inventory: Path, clinicops_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = install_fake_runner(monkeypatch, {"paris": {"healthy": True, "summary": "healthy (6 checks)"}})
+    assert main(["health", "-i", str(inventory), "--json", "--limit", "paris"]) == EXIT_OK
+    output = json.loads(capsys.readouterr().out)
+    assert re.fullmatch(r"\d{8}T\d{6}Z-health-[0-9a-f]{6}", output["run_id"])
+    assert (clinicops_home / "runs" / output["run_id"]).is_dir()
+    assert [(row["clinic"], row["outcome"]) for row in output["clinics"]] == [("paris", "healthy")]
+    assert calls[0]["limit"] == "paris"
+    assert calls[0]["playbook"] == "health.yml"
+    assert "--vault-password-file" not in calls[0]["cmdline"]
+
+
+def test_health_with_an_unhealthy_clinic_exits_1(
+    inventory: Path, clinicops_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    install_fake_runner(
+        monkeypatch,
+        {
+            "paris": {"healthy": True, "summary": "healthy (6 checks)"},
+            "kinshasa": {"healthy": False, "summary": "unhealthy: http app: HTTP 503 (expected 200)"},
+        },
+    )
+    assert main(["health", "-i", str(inventory)]) == EXIT_FAILED
+    out = capsys.readouterr().out
+    assert "unhealthy: unhealthy: http app: HTTP 503" in out
+    assert "report: " in out
+
+
+def test_health_uses_the_lab_vault_password_file(
+    inventory: Path, clinicops_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (inventory / ".clinicops-lab.json").write_text(json.dumps({"lab": "lab", "vault_password_file": ".vault-pass"}))
+    calls = install_fake_runner(monkeypatch, {"paris": {"healthy": True}})
+    assert main(["health", "-i", str(inventory), "--json"]) == EXIT_OK
+    assert str(inventory / ".vault-pass") in calls[0]["cmdline"]
+
+
+def test_health_explicit_vault_password_file_wins(
+    inventory: Path, clinicops_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (inventory / ".clinicops-lab.json").write_text(json.dumps({"lab": "lab", "vault_password_file": ".vault-pass"}))
+    calls = install_fake_runner(monkeypatch, {"paris": {"healthy": True}})
+    explicit = tmp_path / "operator.pass"
+    assert main(["health", "-i", str(inventory), "--json", "--vault-password-file", str(explicit)]) == EXIT_OK
+    assert str(explicit) in calls[0]["cmdline"]
+    assert ".vault-pass" not in calls[0]["cmdline"]
