@@ -45,10 +45,14 @@ def release_info() -> dict:
 
 
 def shipped_migrations() -> list[tuple[int, str]]:
+    """(number, file name) of every migration, in numeric order; names are NNNN_what.sql."""
     found = []
-    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
-        found.append((int(path.name.split("_", 1)[0]), path.name))
-    return found
+    for path in MIGRATIONS_DIR.glob("*.sql"):
+        prefix = path.name.split("_", 1)[0]
+        if not prefix.isdigit():
+            raise SystemExit(f"migration {path.name} does not start with its number (NNNN_name.sql)")
+        found.append((int(prefix), path.name))
+    return sorted(found)
 
 
 def connect() -> psycopg.Connection:

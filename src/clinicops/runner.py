@@ -78,7 +78,7 @@ class PlaybookRun:
             "project_dir": str(self.playbook.parent),
             "playbook": self.playbook.name,
             "inventory": str(self.inventory.resolve()),
-            "extravars": {"clinicops_run_id": self.run_id, **self.extravars},
+            "extravars": {**self.extravars, "clinicops_run_id": self.run_id},  # the run id is not overridable
             "envvars": envvars,
             "cmdline": shlex.join(cmdline),  # runner shlex-splits it: quote paths
             "ident": "run",

@@ -49,7 +49,10 @@ def render_survey(rows: list[dict[str, Any]], result: RunResult, console: Consol
         table.add_column(column, justify="right" if column in ("rows", "disk free") else "left")
     for row in rows:
         style = "green" if row["outcome"] == "healthy" else "red"
-        status = "healthy" if row["outcome"] == "healthy" else f"{row['outcome']}: {row['summary']}"
+        summary = str(row["summary"] or "")
+        if summary.startswith(f"{row['outcome']}: "):  # the module's summary already says it
+            summary = summary[len(row["outcome"]) + 2 :]
+        status = "healthy" if row["outcome"] == "healthy" else f"{row['outcome']}: {summary}"
         # Text, not markup: the cells hold what clinics reported, brackets and all.
         cells = (row["clinic"], row["timezone"], row["version"], row["database"])
         table.add_row(

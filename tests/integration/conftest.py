@@ -21,6 +21,15 @@ LAB = "itest"
 LAB_CLINICS = 2
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``lab_teardown`` (they take the lab down) run after every other test."""
+    items.sort(key=lambda item: item.get_closest_marker("lab_teardown") is not None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "lab_teardown: takes the session's lab down; runs last")
+
+
 def clinicops(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a user would (the venv's console script)."""
     argv = [str(Path(sys.executable).parent / "clinicops"), *args]
@@ -72,3 +81,25 @@ def clinics(lab_up, docker_client) -> dict[str, object]:
 def health_json(*extra: str) -> tuple[int, dict]:
     done = clinicops("health", "-i", str(ROOT / "inventories" / f"lab-{LAB}"), "--json", *extra, check=False)
     return done.returncode, json.loads(done.stdout)
+
+
+def ansible_playbook(playbook: Path, *args: str, **popen) -> subprocess.Popen[str]:
+    """Start ansible-playbook on the test lab, as an operator (or AWX) would, without waiting."""
+    inventory = ROOT / "inventories" / f"lab-{LAB}"
+    argv = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        str(inventory),
+        "--vault-password-file",
+        str(inventory / ".vault-pass"),
+        str(playbook),
+        *args,
+    ]
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "build" / "collections"), "ANSIBLE_NOCOLOR": "1"}
+    env.update(popen.pop("env", {}))
+    return subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True, **popen
+    )
+
+
+PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"

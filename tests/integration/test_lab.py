@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from conftest import LAB, LAB_CLINICS, clinicops, ok_in, psql, run_in
 
@@ -114,6 +115,7 @@ def test_health_survey_names_a_stopped_postgresql(clinics):
     assert "systemd postgresql@15-main: inactive" in rows["lubumbashi"]["summary"]
 
 
+@pytest.mark.lab_teardown
 def test_lab_down_removes_only_what_the_lab_created(lab_up, docker_client, inventory):
     image = clinicops("lab", "image").stdout.strip()
     bystander = docker_client.containers.run(
