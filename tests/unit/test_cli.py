@@ -97,7 +97,7 @@ def test_health_with_an_unhealthy_clinic_exits_1(
     )
     assert main(["health", "-i", str(inventory)]) == EXIT_FAILED
     out = capsys.readouterr().out
-    assert "unhealthy: unhealthy: http app: HTTP 503" in out
+    assert "unhealthy: http app: HTTP 503" in out
     assert "report: " in out
 
 

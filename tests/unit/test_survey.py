@@ -116,7 +116,7 @@ def test_render_one_line_per_clinic(fleet: RunResult) -> None:
     assert "1.5 GiB" in line_of("paris")
     assert "64" in line_of("paris")
     assert line_of("paris").rstrip(" │").endswith("healthy")
-    assert "unhealthy: unhealthy: http app: HTTP 503 (expected 200)" in line_of("kinshasa")
+    assert "unhealthy: http app: HTTP 503 (expected 200)" in line_of("kinshasa")
     assert "unreachable: ssh: connect timed out" in line_of("sydney")
     assert "failed: module crashed" in line_of("newyork")
     assert "?" in line_of("newyork")  # no disk figure
