@@ -15,6 +15,7 @@ from pathlib import Path
 
 import docker
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = "itest"
@@ -30,10 +31,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "lab_teardown: takes the session's lab down; runs last")
 
 
-def clinicops(*args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def clinicops(
+    *args: str, check: bool = True, timeout: float = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a user would (the venv's console script)."""
     argv = [str(Path(sys.executable).parent / "clinicops"), *args]
-    env = {**os.environ, "CLINICOPS_PROJECT_ROOT": str(ROOT)}
+    env = {**os.environ, "CLINICOPS_PROJECT_ROOT": str(ROOT), **(env or {})}
     done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, check=False)
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
@@ -78,8 +81,8 @@ def clinics(lab_up, docker_client) -> dict[str, object]:
     return {container.labels["clinicops.lab.host"]: container for container in found}
 
 
-def health_json(*extra: str) -> tuple[int, dict]:
-    done = clinicops("health", "-i", str(ROOT / "inventories" / f"lab-{LAB}"), "--json", *extra, check=False)
+def health_json(*extra: str, env: dict[str, str] | None = None) -> tuple[int, dict]:
+    done = clinicops("health", "-i", str(ROOT / "inventories" / f"lab-{LAB}"), "--json", *extra, check=False, env=env)
     return done.returncode, json.loads(done.stdout)
 
 
@@ -103,3 +106,23 @@ def ansible_playbook(playbook: Path, *args: str, **popen) -> subprocess.Popen[st
 
 
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
+
+
+def lab_secret(clinic: str) -> str:
+    """The clinic's database password, decrypted from the lab's vault file (to grep for it)."""
+    inventory = ROOT / "inventories" / f"lab-{LAB}"
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-vault"),
+            "view",
+            "--vault-password-file",
+            str(inventory / ".vault-pass"),
+            str(inventory / "host_vars" / clinic / "vault.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    secret = yaml.safe_load(done.stdout)["clinic_host_db_password"]
+    assert len(secret) >= 12
+    return secret
