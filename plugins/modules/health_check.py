@@ -13,23 +13,26 @@ module: health_check
 short_description: Check a whole clinic stack in one task and report what is unhealthy
 version_added: 0.1.0
 description:
-  - Runs read-only checks of a clinic host and returns a structured report: HTTP endpoints (status,
-    body match, latency), TCP ports, PostgreSQL (connect, C(SELECT 1), connections against the
-    limit, optional schema version and row counts), Redis (C(PING)), systemd units, free disk
+  - Runs read-only checks of a clinic host and returns a structured report covering HTTP endpoints
+    (status, body match, latency), TCP ports, PostgreSQL (connect, C(SELECT 1), connections against
+    the limit, optional schema version and row counts), Redis (C(PING)), systemd units, free disk
     space and inodes, and TLS certificate expiry.
   - Retries the whole set with a delay until every check passes or the deadline passes, which
     makes it usable as a health gate after a restart.
   - Fails with a one-line summary naming each unhealthy component, unless O(fail_on_unhealthy=false).
   - Passwords are never returned; connection errors are reported with them removed.
 author:
-  - clinicops project
+  - clinicops project (!UNKNOWN)
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying the target.
     support: full
     details: Every check is read-only, so check mode runs them all.
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
   idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second run indicates no change.
     support: full
     details: The module never changes anything.
 options:

@@ -193,8 +193,8 @@ def probe_redis(spec):
                            latency_ms=_elapsed_ms(started))
     latency = _elapsed_ms(started)
     if not answer.startswith(b"+PONG"):
-        return ProbeResult(name, "redis", False, "PING answered %r" % redact(answer.decode("utf-8", "replace"),
-                                                                            [password]), latency_ms=latency)
+        seen = redact(answer.decode("utf-8", "replace"), [password])
+        return ProbeResult(name, "redis", False, "PING answered %r" % seen, latency_ms=latency)
     return ProbeResult(name, "redis", True, "PONG in %.0f ms" % latency, latency_ms=latency)
 
 
