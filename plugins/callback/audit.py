@@ -23,7 +23,7 @@ description:
   - The clinicops CLI enables this callback for its runs; for C(ansible-playbook) or AWX add
     C(clinicops.runbook.audit) to C(callbacks_enabled).
 author:
-  - clinicops project
+  - clinicops project (!UNKNOWN)
 requirements:
   - enable in configuration (C(callbacks_enabled))
 options:

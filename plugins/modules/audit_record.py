@@ -20,7 +20,9 @@ description:
   - Values under keys that look like secrets (password, secret, token, key) are replaced by
     C(********); only strings, numbers, booleans and short lists of them are kept.
 author:
-  - clinicops project
+  - clinicops project (!UNKNOWN)
+extends_documentation_fragment:
+  - clinicops.runbook.attributes
 attributes:
   check_mode:
     support: full

@@ -23,16 +23,15 @@ description:
   - Passwords are never returned; connection errors are reported with them removed.
 author:
   - clinicops project (!UNKNOWN)
+extends_documentation_fragment:
+  - clinicops.runbook.attributes
 attributes:
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying the target.
     support: full
     details: Every check is read-only, so check mode runs them all.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second run indicates no change.
     support: full
     details: The module never changes anything.
 options:

@@ -24,7 +24,9 @@ description:
   - Only the owner releases the lock, unless O(force=true) (break-glass; the previous holder is
     returned so it can be audited).
 author:
-  - clinicops project
+  - clinicops project (!UNKNOWN)
+extends_documentation_fragment:
+  - clinicops.runbook.attributes
 attributes:
   check_mode:
     support: full

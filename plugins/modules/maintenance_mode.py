@@ -23,7 +23,9 @@ description:
   - Files are written atomically. Enabling an already enabled flag with the same reason and run
     keeps its start time and reports no change; disabling reports how long the flag was on.
 author:
-  - clinicops project
+  - clinicops project (!UNKNOWN)
+extends_documentation_fragment:
+  - clinicops.runbook.attributes
 attributes:
   check_mode:
     support: full
