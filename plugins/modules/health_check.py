@@ -349,6 +349,9 @@ from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.healt
 )
 
 
+CHECK_KINDS = ("http", "tcp", "postgresql", "redis", "systemd_units", "disk", "tls")
+
+
 def argument_spec():
     return dict(
         http=dict(type="list", elements="dict", default=[], options=dict(
@@ -443,6 +446,8 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     if module.params["retries"] < 0 or module.params["delay"] < 0:
         module.fail_json(msg="retries and delay must not be negative")
+    if not any(module.params[kind] for kind in CHECK_KINDS):
+        module.fail_json(msg="no checks given: set at least one of %s" % ", ".join(CHECK_KINDS))
     results, attempts = check_until_healthy(module)
     summary = summarize(results)
     report = dict(
