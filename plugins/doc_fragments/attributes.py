@@ -18,5 +18,6 @@ attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
   idempotent:
-    description: When run twice in a row outside check mode, with the same arguments, the second run indicates no change.
+    description:
+      - When run twice in a row outside check mode, with the same arguments, the second run indicates no change.
 """

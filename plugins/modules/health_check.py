@@ -348,7 +348,6 @@ from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.healt
     summarize,
 )
 
-
 CHECK_KINDS = ("http", "tcp", "postgresql", "redis", "systemd_units", "disk", "tls")
 
 
