@@ -132,3 +132,23 @@ def test_local_time_zone(host, inventory):
     assert localtime.is_symlink
     assert localtime.linked_to == f"/usr/share/zoneinfo/{zone}"
     assert host.file("/etc/timezone").content_string == f"{zone}\n"
+
+
+def test_maintenance_snippet_serves_the_page_only_while_the_flag_exists(host):
+    snippet = host.file("/etc/nginx/clinicops/maintenance.conf")
+    assert snippet.exists and snippet.user == "root" and snippet.mode == 0o644
+    flag_dir = "/var/lib/clinicops/maintenance"
+    assert host.file(flag_dir).is_directory
+    status = "curl -s -o /dev/null -w '%{http_code}' http://localhost"
+    assert host.check_output(status + "/api/patients") == "200"
+    with host.sudo():
+        host.check_output(f"echo '<p>maintenance</p>' > {flag_dir}/page.html && echo '{{}}' > {flag_dir}/on")
+    try:
+        assert host.check_output(status + "/api/patients") == "503"
+        headers = host.check_output("curl -s -D - -o /dev/null http://localhost/")
+        assert "Retry-After: 300" in headers and "Cache-Control: no-store" in headers
+        assert host.check_output(status + "/health/live") == "200"
+    finally:
+        with host.sudo():
+            host.check_output(f"rm -f {flag_dir}/on {flag_dir}/page.html")
+    assert host.check_output(status + "/api/patients") == "200"
