@@ -29,7 +29,13 @@ def test_build_install_and_document(tmp_path: Path):
     assert "playbooks/health.yml" in names
     forbidden = ("src/", "lab/", ".venv/", "build/", "tests/unit/", "tests/integration/", "inventories/lab")
     assert not [name for name in names if name.startswith(forbidden)]
-    assert not [name for name in names if "vault" in Path(name).name and name.startswith("inventories")]
+    with tarfile.open(tarball) as tar:
+        encrypted = [
+            member.name
+            for member in tar.getmembers()
+            if member.isfile() and b"$ANSIBLE_VAULT" in tar.extractfile(member).read()
+        ]
+    assert encrypted == [], "vault-encrypted files (lab secrets) must never ship in the collection"
 
     installed = tmp_path / "collections"
     run([str(BIN / "ansible-galaxy"), "collection", "install", "--no-deps", "-p", str(installed), str(tarball)])
