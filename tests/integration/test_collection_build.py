@@ -33,7 +33,7 @@ def test_build_install_and_document(tmp_path: Path):
         encrypted = [
             member.name
             for member in tar.getmembers()
-            if member.isfile() and b"$ANSIBLE_VAULT" in tar.extractfile(member).read()
+            if member.isfile() and tar.extractfile(member).read().startswith(b"$ANSIBLE_VAULT;")
         ]
     assert encrypted == [], "vault-encrypted files (lab secrets) must never ship in the collection"
 
