@@ -1,0 +1,188 @@
+# -*- coding: utf-8 -*-
+# Copyright: clinicops project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A small restic client: argv-only calls, the password only through a root-only file, JSON out.
+
+restic gives the backup repository its encryption at rest (AES-256 + Poly1305), deduplication,
+compression (repository format 2) and integrity checks. This wrapper knows the vocabulary of
+clinicops on top of it: snapshot tags that name the clinic, engine, data set, day and release,
+and the GFS retention policy translated explicitly into restic's ``--keep-*`` rules.
+
+Private to the collection: the interface may change between releases.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import re
+
+TAG_SAFE = re.compile(r"[^A-Za-z0-9._:=@+-]")
+
+# Our retention vocabulary -> restic's flags. restic keeps a snapshot when ANY rule keeps it
+# (the rules are OR-ed), per group of snapshots (here: one group per data set tag).
+GFS_FLAGS = (
+    ("keep_last", "--keep-last"),
+    ("keep_daily", "--keep-daily"),
+    ("keep_weekly", "--keep-weekly"),
+    ("keep_monthly", "--keep-monthly"),
+    ("keep_yearly", "--keep-yearly"),
+)
+
+
+class ResticError(Exception):
+    """restic failed; the message holds the command's name, exit code and last stderr line."""
+
+
+def tag(key, value):
+    """A snapshot tag ``key=value`` with characters restic tags cannot hold replaced."""
+    return "%s=%s" % (key, TAG_SAFE.sub("_", str(value)))
+
+
+def dataset_tag(engine, name):
+    return tag("dataset", "%s:%s" % (engine, name))
+
+
+def gfs_arguments(policy):
+    """restic forget flags for a GFS policy dict (keep_daily, keep_weekly, ...); zero means off."""
+    args = []
+    for key, flag in GFS_FLAGS:
+        count = int(policy.get(key) or 0)
+        if count < 0:
+            raise ValueError("%s must not be negative" % key)
+        if count:
+            args += [flag, str(count)]
+    if not args:
+        raise ValueError("a retention policy must keep something (set keep_daily, keep_weekly, ...)")
+    return args
+
+
+def tags_of(snapshot):
+    """A snapshot's tags as a dict (key=value tags only)."""
+    found = {}
+    for item in snapshot.get("tags") or []:
+        if "=" in item:
+            key, value = item.split("=", 1)
+            found[key] = value
+    return found
+
+
+class ResticRepo(object):
+    """One repository (local path or ``sftp:user@host:/path``) and its password file.
+
+    ``run`` is ``run(argv, environ_update, data) -> (rc, stdout, stderr)`` (AnsibleModule.run_command
+    fits); nothing is ever passed through a shell.
+    """
+
+    def __init__(self, run, repository, password_file, restic="restic", cache_dir=None, sftp_command=None):
+        self.run = run
+        self.repository = repository
+        self.password_file = password_file
+        self.restic = restic
+        self.cache_dir = cache_dir
+        self.sftp_command = sftp_command
+
+    def environ(self):
+        env = {"RESTIC_REPOSITORY": self.repository, "RESTIC_PASSWORD_FILE": self.password_file,
+               "RESTIC_PROGRESS_FPS": "0.1"}
+        if self.cache_dir:
+            env["RESTIC_CACHE_DIR"] = self.cache_dir
+        return env
+
+    def _argv(self, args):
+        argv = [self.restic]
+        if self.sftp_command:
+            argv += ["-o", "sftp.command=%s" % self.sftp_command]
+        return argv + list(args)
+
+    def call(self, args, data=None, ok_codes=(0,)):
+        rc, out, err = self.run(self._argv(args), self.environ(), data)
+        if rc not in ok_codes:
+            last = [line for line in (err or out or "").strip().splitlines() if line.strip()]
+            raise ResticError("restic %s exited %s: %s" % (args[0], rc, last[-1] if last else "no output"))
+        return rc, out, err
+
+    def is_initialized(self):
+        rc, _out, _err = self.run(self._argv(["cat", "config"]), self.environ(), None)
+        return rc == 0
+
+    def init(self):
+        self.call(["init", "--repository-version", "2"])
+
+    def unlock_stale(self):
+        """Remove only stale locks (restic's default; ``--remove-all`` is never used)."""
+        self.call(["unlock"])
+
+    def backup(self, paths, tags, host):
+        args = ["backup", "--json", "--host", host]
+        for item in tags:
+            args += ["--tag", item]
+        _rc, out, _err = self.call(args + list(paths))
+        return last_json_message(out, "summary")
+
+    def snapshots(self, tags=None):
+        """Snapshots carrying ALL of ``tags`` (restic ANDs tags within one --tag, ORs across flags)."""
+        args = ["snapshots", "--json"]
+        if tags:
+            args += ["--tag", ",".join(tags)]
+        _rc, out, _err = self.call(args)
+        return json.loads(out or "[]") or []
+
+    def restore(self, snapshot_id, target, includes=None):
+        args = ["restore", snapshot_id, "--target", target]
+        for item in includes or []:
+            args += ["--include", item]
+        self.call(args)
+
+    def dump(self, snapshot_id, path):
+        _rc, out, _err = self.call(["dump", snapshot_id, path])
+        return out
+
+    def forget(self, policy, group_tags, dry_run, prune=True):
+        args = ["forget", "--json", "--group-by", "host,tags", *gfs_arguments(policy)]
+        if group_tags:
+            args += ["--tag", ",".join(group_tags)]
+        if dry_run:
+            args.append("--dry-run")
+        elif prune:
+            args.append("--prune")
+        _rc, out, _err = self.call(args)
+        return json.loads(first_json_line(out) or "[]") or []
+
+    def check(self, read_data_subset=None):
+        args = ["check"]
+        if read_data_subset:
+            args += ["--read-data-subset", read_data_subset]
+        self.call(args)
+
+    def copy_to(self, target_repository, target_password_file, snapshot_ids):
+        """Copy snapshots into another repository (the off-site copy)."""
+        args = ["copy", "--repo2", target_repository, "--password-file2", target_password_file, *list(snapshot_ids)]
+        self.call(args)
+
+
+def first_json_line(text):
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if line.startswith("[") or line.startswith("{"):
+            return line
+    return None
+
+
+def last_json_message(text, message_type):
+    """The last JSON line of restic's --json stream with the given message_type."""
+    found = None
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if message.get("message_type") == message_type:
+            found = message
+    if found is None:
+        raise ResticError("restic gave no %s message" % message_type)
+    return found

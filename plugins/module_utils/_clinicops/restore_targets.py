@@ -1,0 +1,126 @@
+# -*- coding: utf-8 -*-
+# Copyright: clinicops project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Loading a verified backup set into a data store, and checking the result against its manifest.
+
+PostgreSQL is always restored into a fresh database first. A scratch restore (drills) stops
+there; a replace renames the live database aside (kept as ``<name>__before_<stamp>``) and the
+restored one into its place, so the old data is never dropped by a restore.
+
+Private to the collection: the interface may change between releases.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import shutil
+import sqlite3
+import subprocess
+
+from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.backup_sources import (
+    BackupError,
+    check_pg_name,
+    pg_bin,
+    quote_ident,
+    sha256_file,
+)
+
+SCRATCH_COMMENT = "clinicops scratch restore"
+
+
+def verify_set(set_dir, manifest):
+    """Every file of the manifest is there with its size and SHA-256; raise naming the first that is not."""
+    for item in manifest.get("files", []):
+        path = os.path.join(set_dir, item["name"])
+        if not os.path.isfile(path):
+            raise BackupError("backup file %s is missing from the snapshot" % item["name"])
+        if os.path.getsize(path) != item["bytes"] or sha256_file(path) != item["sha256"]:
+            raise BackupError("backup file %s does not match its manifest checksum (corrupted)" % item["name"])
+
+
+def run_checked(argv, what, input_text=None):
+    process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = process.communicate(input_text.encode("utf-8") if input_text is not None else None)
+    if process.returncode != 0:
+        tail = " ".join(err.decode("utf-8", "replace").strip().splitlines()[-3:])
+        raise BackupError("%s failed (%s exited %s): %s" % (what, os.path.basename(argv[0]), process.returncode, tail))
+    return out.decode("utf-8", "replace")
+
+
+class PostgresAdmin(object):
+    """psql/pg_restore as the PostgreSQL superuser's OS account (peer authentication, no password)."""
+
+    def __init__(self, os_superuser, server_major):
+        self.os_superuser = os_superuser
+        self.server_major = server_major
+
+    def argv(self, tool, *args):
+        return ["runuser", "-u", self.os_superuser, "--", pg_bin(tool, self.server_major), *list(args)]
+
+    def sql(self, sql, database="postgres"):
+        return run_checked(self.argv("psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", database), "psql",
+                           sql).strip()
+
+    def exists(self, name):
+        return self.sql("SELECT count(*) FROM pg_database WHERE datname = '%s'" % check_pg_name(name)) == "1"
+
+    def comment(self, name):
+        return self.sql("SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database "
+                        "WHERE datname = '%s'" % check_pg_name(name))
+
+    def create(self, name, owner):
+        self.sql("CREATE DATABASE %s OWNER %s TEMPLATE template0" % (quote_ident(name), quote_ident(owner)))
+        self.sql("COMMENT ON DATABASE %s IS '%s'" % (quote_ident(name), SCRATCH_COMMENT))
+
+    def drop(self, name):
+        self.sql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % quote_ident(check_pg_name(name)))
+
+    def restore(self, dump_path, database, owner, jobs):
+        run_checked(self.argv("pg_restore", "--dbname=%s" % database, "--no-owner", "--role=%s" % owner,
+                              "--exit-on-error", "--jobs=%d" % jobs, dump_path), "pg_restore")
+
+    def row_counts(self, database, tables):
+        counts = {}
+        for table in tables:
+            parts = table.split(".")
+            counts[table] = int(self.sql("SELECT count(*) FROM %s" % ".".join(quote_ident(p) for p in parts),
+                                         database))
+        return counts
+
+    def swap_in(self, live, restored, aside):
+        """Rename the live database aside and the restored one into its place (connections are ended)."""
+        self.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s' AND pid <> "
+                 "pg_backend_pid()" % check_pg_name(live))
+        self.sql("ALTER DATABASE %s RENAME TO %s" % (quote_ident(live), quote_ident(aside)))
+        self.sql("ALTER DATABASE %s RENAME TO %s" % (quote_ident(restored), quote_ident(live)))
+        self.sql("COMMENT ON DATABASE %s IS NULL" % quote_ident(live))
+
+
+def compare_counts(expected, actual):
+    """Tables whose row counts differ from the manifest: {table: [expected, actual]}."""
+    return dict((table, [count, actual.get(table)]) for table, count in expected.items() if actual.get(table) != count)
+
+
+def sqlite_counts(path):
+    conn = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+    try:
+        if conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+            raise BackupError("restored SQLite file %s fails PRAGMA integrity_check" % path)
+        tables = [row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        return dict((table, conn.execute("SELECT count(*) FROM %s" % quote_ident(table)).fetchone()[0])
+                    for table in tables)
+    finally:
+        conn.close()
+
+
+def place_file(source, target):
+    """Copy ``source`` next to ``target`` and rename it into place (atomic on one file system)."""
+    directory = os.path.dirname(target) or "."
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o750)
+    temp = os.path.join(directory, ".%s.restoring" % os.path.basename(target))
+    shutil.copyfile(source, temp)
+    os.rename(temp, target)
