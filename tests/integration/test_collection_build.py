@@ -38,7 +38,18 @@ def test_build_install_and_document(tmp_path: Path):
     assert encrypted == [], "vault-encrypted files (lab secrets) must never ship in the collection"
 
     installed = tmp_path / "collections"
-    run([str(BIN / "ansible-galaxy"), "collection", "install", "--force", "--no-deps", "-p", str(installed), str(tarball)])
+    run(
+        [
+            str(BIN / "ansible-galaxy"),
+            "collection",
+            "install",
+            "--force",
+            "--no-deps",
+            "-p",
+            str(installed),
+            str(tarball),
+        ]
+    )
     env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(installed)}
     listing = run([str(BIN / "ansible-doc"), "-t", "module", "-l", "clinicops.runbook"], env=env).stdout
     assert "clinicops.runbook.health_check" in listing
