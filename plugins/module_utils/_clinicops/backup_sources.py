@@ -22,8 +22,9 @@ import socket
 import sqlite3
 import subprocess
 import time
+from urllib.parse import quote as url_quote
 
-PG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+PG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}\Z")  # \Z: '$' would let a trailing newline in
 CHUNK = 1024 * 1024
 
 PSYCOPG_IMPORT_ERROR = None
@@ -192,7 +193,8 @@ def dump_sqlite(path, set_dir):
     if not os.path.isfile(path):
         raise BackupError("SQLite database %s does not exist" % path)
     target = os.path.join(set_dir, os.path.basename(path))
-    source = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=30)
+    # quoted: a '?' or '#' in the path would otherwise end the file name and open (create) another file
+    source = sqlite3.connect("file:%s?mode=ro" % url_quote(path), uri=True, timeout=30)
     copy = sqlite3.connect(target)
     try:
         source.backup(copy)
@@ -200,9 +202,12 @@ def dump_sqlite(path, set_dir):
         if check != "ok":
             raise BackupError("the copy of %s failed PRAGMA integrity_check: %s" % (path, check))
         tables = [row[0] for row in copy.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+            "ORDER BY name")]
         counts = dict((table, copy.execute("SELECT count(*) FROM %s" % quote_ident(table)).fetchone()[0])
                       for table in tables)
+    except sqlite3.Error as exc:  # a damaged source ("file is not a database", "malformed")
+        raise BackupError("cannot copy SQLite database %s: %s" % (path, exc)) from exc
     finally:
         copy.close()
         source.close()
@@ -211,8 +216,9 @@ def dump_sqlite(path, set_dir):
 
 
 def redis_command(sock_file, *parts):
-    payload = "*%d\r\n" % len(parts) + "".join("$%d\r\n%s\r\n" % (len(str(p)), p) for p in parts)
-    sock_file.write(payload.encode())
+    encoded = [str(p).encode("utf-8") for p in parts]  # RESP lengths count bytes, not characters
+    payload = b"*%d\r\n" % len(encoded) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in encoded)
+    sock_file.write(payload)
     sock_file.flush()
     return read_redis_reply(sock_file)
 

@@ -18,6 +18,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+from urllib.parse import quote as url_quote
 
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.backup_sources import (
     BackupError,
@@ -104,14 +105,16 @@ def compare_counts(expected, actual):
 
 
 def sqlite_counts(path):
-    conn = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+    conn = sqlite3.connect("file:%s?mode=ro" % url_quote(path), uri=True)
     try:
         if conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
             raise BackupError("restored SQLite file %s fails PRAGMA integrity_check" % path)
         tables = [row[0] for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")]
         return dict((table, conn.execute("SELECT count(*) FROM %s" % quote_ident(table)).fetchone()[0])
                     for table in tables)
+    except sqlite3.Error as exc:  # "file is not a database", "database disk image is malformed"
+        raise BackupError("restored SQLite file %s is not readable: %s" % (path, exc)) from exc
     finally:
         conn.close()
 
@@ -122,5 +125,14 @@ def place_file(source, target):
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o750)
     temp = os.path.join(directory, ".%s.restoring" % os.path.basename(target))
-    shutil.copyfile(source, temp)
-    os.rename(temp, target)
+    try:
+        shutil.copyfile(source, temp)
+        if os.path.exists(target):  # the replaced file's owner and mode, not root's defaults
+            stat = os.stat(target)
+            os.chown(temp, stat.st_uid, stat.st_gid)
+            os.chmod(temp, stat.st_mode & 0o7777)
+        os.rename(temp, target)
+    except BaseException:
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise
