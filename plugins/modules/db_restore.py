@@ -245,7 +245,7 @@ def restore_postgresql(module, params, restored, manifest, stamp):
             admin.drop(target)
         loading = target
     else:
-        loading = "%s__restore_%s" % (target, stamp)[:63]
+        loading = ("%s__restore_%s" % (target, stamp))[:63]
     admin.create(loading, owner)
     try:
         admin.restore(dump, loading, owner, params["jobs"])

@@ -344,6 +344,11 @@ class RedisState:
     bgsave_status: str = "ok"
     lastsave: int = 1_764_000_000
     commands: list[list[str]] = field(default_factory=list)
+    rdb_saves: int | None = None  # Redis 7 counts saves; None models an older Redis
+    lastsave_frozen: bool = False  # the save finishes within the same second as the previous one
+
+    def bgsave_done(self) -> bool:
+        return "BGSAVE" in (c[0] for c in self.commands) and self.finishes and self.polls_before_done <= 0
 
     def answer(self, args: list[str]) -> bytes:
         verb = " ".join(args[:2]).upper() if args[0].upper() in ("INFO", "CONFIG") else args[0].upper()
@@ -352,6 +357,8 @@ class RedisState:
                 return b"+OK\r\n"
             return b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
         if verb == "LASTSAVE":
+            if self.lastsave_frozen:
+                return b":%d\r\n" % self.lastsave
             if "BGSAVE" in (c[0] for c in self.commands) and self.finishes:
                 if self.polls_before_done:
                     self.polls_before_done -= 1
@@ -361,7 +368,17 @@ class RedisState:
         if verb == "BGSAVE":
             return self.bgsave_reply
         if verb == "INFO PERSISTENCE":
-            return bulk(f"# Persistence\r\nrdb_bgsave_in_progress:0\r\nrdb_last_bgsave_status:{self.bgsave_status}\r\n")
+            lines = f"# Persistence\r\nrdb_bgsave_in_progress:0\r\nrdb_last_bgsave_status:{self.bgsave_status}\r\n"
+            if self.rdb_saves is not None:
+                if "BGSAVE" in (c[0] for c in self.commands) and self.finishes:
+                    if self.polls_before_done > 0:
+                        self.polls_before_done -= 1
+                        lines = lines.replace("rdb_bgsave_in_progress:0", "rdb_bgsave_in_progress:1")
+                    else:
+                        lines += f"rdb_saves:{self.rdb_saves + 1}\r\n"
+                        return bulk(lines)
+                lines += f"rdb_saves:{self.rdb_saves}\r\n"
+            return bulk(lines)
         if verb == "CONFIG GET":
             value = {"dir": self.rdb_dir, "dbfilename": "dump.rdb"}[args[2]]
             return b"*2\r\n" + bulk(args[2]) + bulk(value)
@@ -425,9 +442,12 @@ def test_dump_redis_waits_for_bgsave_and_copies_the_rdb(tcp_server: TcpServerFac
     }
     assert (spool / "dump.rdb").read_bytes() == (redis_dir / "dump.rdb").read_bytes()
     assert state.commands == [
+        ["INFO", "persistence"],
         ["LASTSAVE"],
         ["BGSAVE"],
-        ["LASTSAVE"],  # still the old value: polled again
+        ["INFO", "persistence"],
+        ["LASTSAVE"],  # still the old value (this Redis reports no rdb_saves): polled again
+        ["INFO", "persistence"],
         ["LASTSAVE"],
         ["INFO", "persistence"],
         ["CONFIG", "GET", "dir"],
@@ -441,7 +461,7 @@ def test_dump_redis_authenticates_first(tcp_server: TcpServerFactory, redis_dir:
     host, port, state = start_redis(tcp_server, redis_dir, password="pässwörd 1", polls_before_done=0)
     dump_redis(host, port, str(redis_dir.parent / "spool"), timeout=5, password="pässwörd 1")
     assert state.commands[0] == ["AUTH", "pässwörd 1"]
-    assert state.commands[1] == ["LASTSAVE"]
+    assert state.commands[1] == ["INFO", "persistence"]
 
 
 def test_dump_redis_with_a_wrong_password(tcp_server: TcpServerFactory, redis_dir: Path) -> None:
@@ -472,7 +492,19 @@ def test_a_bgsave_that_never_finishes_times_out(tcp_server: TcpServerFactory, re
     host, port, state = start_redis(tcp_server, redis_dir, finishes=False)
     with pytest.raises(BackupError, match=r"^Redis BGSAVE did not finish within 0.05s$"):
         dump_redis(host, port, str(redis_dir.parent / "spool"), timeout=0.05)
-    assert ["INFO", "persistence"] not in state.commands
+    assert ["CONFIG", "GET", "dir"] not in state.commands  # nothing was read or copied
+
+
+def test_redis_7_save_counter_ends_the_wait_even_within_the_same_second(
+    tcp_server: TcpServerFactory, redis_dir: Path
+) -> None:
+    # LASTSAVE never moves (the save finished in the same second as the previous one); the
+    # rdb_saves counter of Redis 7 still says the save this run asked for has finished.
+    host, port, state = start_redis(tcp_server, redis_dir, rdb_saves=7, polls_before_done=2, lastsave_frozen=True)
+    details = dump_redis(host, port, str(redis_dir.parent / "spool"), timeout=5)
+    assert details["row_counts"] == {"keys": 3}
+    polls = [c for c in state.commands if c == ["INFO", "persistence"]]
+    assert len(polls) >= 3  # in progress twice, then the counter moved
 
 
 def test_dump_redis_connection_refused(closed_port: int, tmp_path: Path) -> None:

@@ -208,10 +208,15 @@ def test_group_vars_point_at_the_bootstrap_artifact(lab: Lab, fake_vault: list[P
 def test_each_clinic_gets_its_own_vault_but_the_vault_host_none(lab: Lab, fake_vault: list[Path]) -> None:
     lab.write_inventory(lab_clinics(3), BOOTSTRAP)
     host_vars = lab.inventory_dir / "host_vars"
-    assert sorted(fake_vault) == sorted(host_vars / name / "vault.yml" for name in ("kinshasa", "lubumbashi", "paris"))
+    clinics = ("kinshasa", "lubumbashi", "paris")
+    expected = [host_vars / name / filename for name in clinics for filename in ("vault.yml", "vault_backup.yml")]
+    assert sorted(fake_vault) == sorted(expected)
     assert not (host_vars / "vault" / "vault.yml").exists()
-    passwords = {load(path)["clinic_host_db_password"] for path in fake_vault}  # type: ignore[index]
-    assert len(passwords) == 3
+    assert not (host_vars / "vault" / "vault_backup.yml").exists()
+    db_passwords = {load(host_vars / name / "vault.yml")["clinic_host_db_password"] for name in clinics}  # type: ignore[index]
+    repo_passwords = {load(host_vars / name / "vault_backup.yml")["backup_repository_password"] for name in clinics}  # type: ignore[index]
+    assert len(db_passwords) == 3 and len(repo_passwords) == 3
+    assert not db_passwords & repo_passwords
 
 
 def test_marker_names_the_vault_password_file(lab: Lab, fake_vault: list[Path]) -> None:
@@ -228,7 +233,7 @@ def test_second_write_changes_no_file(lab: Lab, fake_vault: list[Path]) -> None:
     before = tree(lab.inventory_dir)
     lab.write_inventory(lab_clinics(3), BOOTSTRAP)
     assert tree(lab.inventory_dir) == before
-    assert len(fake_vault) == 3  # no clinic's secret was regenerated
+    assert len(fake_vault) == 6  # no clinic's secret was regenerated (two per clinic)
 
 
 def test_shrinking_removes_stale_host_vars(lab: Lab, fake_vault: list[Path]) -> None:

@@ -243,8 +243,28 @@ def read_redis_reply(sock_file):
     raise BackupError("unexpected Redis reply %r" % line)
 
 
+def save_progress(conn):
+    """(saves since start or None, LASTSAVE, a save in progress) from Redis."""
+    info = redis_command(conn, "INFO", "persistence")
+    saves = re.search(r"rdb_saves:(\d+)", info)
+    in_progress = "rdb_bgsave_in_progress:1" in info
+    return (int(saves.group(1)) if saves else None, redis_command(conn, "LASTSAVE"), in_progress)
+
+
+def save_finished(before, now):
+    """A save started after ``before`` has finished. Redis 7 counts saves (rdb_saves); older ones
+    only move LASTSAVE, whole seconds, which a save finishing in the same second would not move."""
+    saves_before, lastsave_before, _ = before
+    saves_now, lastsave_now, in_progress = now
+    if in_progress:
+        return False
+    if saves_before is not None and saves_now is not None:
+        return saves_now > saves_before
+    return lastsave_now != lastsave_before
+
+
 def dump_redis(host, port, set_dir, timeout=120, password=None):
-    """BGSAVE, wait until LASTSAVE moves and the save reports ok, then copy the RDB file."""
+    """BGSAVE, wait until that save has finished and reports ok, then copy the RDB file."""
     try:
         sock = socket.create_connection((host, port), timeout=10)
     except OSError as exc:
@@ -252,13 +272,13 @@ def dump_redis(host, port, set_dir, timeout=120, password=None):
     with sock, sock.makefile("rwb") as conn:
         if password:
             redis_command(conn, "AUTH", password)
-        before = redis_command(conn, "LASTSAVE")
+        before = save_progress(conn)
         redis_command(conn, "BGSAVE")
         deadline = time.time() + timeout
-        while redis_command(conn, "LASTSAVE") == before:
+        while not save_finished(before, save_progress(conn)):
             if time.time() > deadline:
                 raise BackupError("Redis BGSAVE did not finish within %ss" % timeout)
-            time.sleep(0.1)  # LASTSAVE is the only completion signal Redis offers
+            time.sleep(0.1)  # Redis signals completion only through these counters
         info = redis_command(conn, "INFO", "persistence")
         if "rdb_last_bgsave_status:ok" not in info:
             raise BackupError("Redis BGSAVE failed: rdb_last_bgsave_status is not ok")

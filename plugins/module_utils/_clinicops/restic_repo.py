@@ -140,9 +140,11 @@ class ResticRepo(object):
         return out
 
     def forget(self, policy, group_tags, dry_run, prune=True):
-        args = ["forget", "--json", "--group-by", "host,tags", *gfs_arguments(policy)]
-        if group_tags:
-            args += ["--tag", ",".join(group_tags)]
+        # Group by host only: the tag filter already selects one data set, and the date/release
+        # tags differ between snapshots, so grouping by tags would make every snapshot its own group.
+        if not group_tags:
+            raise ResticError("forget needs the tags of one data set; refusing to apply retention to everything")
+        args = ["forget", "--json", "--group-by", "host", *gfs_arguments(policy), "--tag", ",".join(group_tags)]
         if dry_run:
             args.append("--dry-run")
         elif prune:

@@ -40,6 +40,12 @@ BOOTSTRAP_VERSION = "1.0.0"
 READY_TIMEOUT = 90.0
 MAX_CLINICS = 30
 
+# Secrets each lab clinic gets, one vault-encrypted file each (made once, never rewritten).
+LAB_SECRETS = (
+    ("vault.yml", "clinic_host_db_password"),
+    ("vault_backup.yml", "backup_repository_password"),
+)
+
 # Lab clinics: name, IANA time zone, region group. Beyond this list, names are numbered and the
 # zones cycle.
 CLINIC_CATALOGUE = (
@@ -251,8 +257,10 @@ class Lab:
                     "clinic_region": clinic.region,
                 }
             _write_if_changed(host_dir / "main.yml", header + _yaml(facts))
-            if clinic.name != "vault" and not (host_dir / "vault.yml").exists():
-                self._encrypt(_yaml({"clinic_host_db_password": secrets.token_urlsafe(24)}), host_dir / "vault.yml")
+            if clinic.name != "vault":
+                for filename, variable in LAB_SECRETS:
+                    if not (host_dir / filename).exists():
+                        self._encrypt(_yaml({variable: secrets.token_urlsafe(32)}), host_dir / filename)
         for stale in (inv / "host_vars").iterdir():
             if stale.name not in wanted:
                 shutil.rmtree(stale)
