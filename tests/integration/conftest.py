@@ -126,3 +126,24 @@ def lab_secret(clinic: str) -> str:
     secret = yaml.safe_load(done.stdout)["clinic_host_db_password"]
     assert len(secret) >= 12
     return secret
+
+
+COLLECTION_PLAYBOOKS = ROOT / "playbooks"
+
+
+def play(playbook: str, limit: str, *extra: str, timeout: float = 600) -> tuple[int, str]:
+    """Run one of the collection's playbooks on the test lab and wait for it: (exit code, output)."""
+    run = ansible_playbook(COLLECTION_PLAYBOOKS / playbook, "--limit", limit, *extra)
+    output, _ = run.communicate(timeout=timeout)
+    return run.returncode, output
+
+
+def restic(container, *args: str) -> str:
+    """restic on the clinic's own repository (as the backup role set it up)."""
+    env = {"RESTIC_REPOSITORY": "/var/backups/clinicops/repo", "RESTIC_PASSWORD_FILE": "/etc/clinicops/restic-password"}
+    return ok_in(container, ["restic", "--no-cache", *args], env=env)
+
+
+def snapshots(container, *tags: str) -> list[dict]:
+    args = ["snapshots", "--json"] + (["--tag", ",".join(tags)] if tags else [])
+    return json.loads(restic(container, *args) or "[]") or []

@@ -1,0 +1,175 @@
+"""Backup, restore and drills on real clinics: real dumps, a real encrypted repository, real data back.
+
+Each test runs the collection's playbooks with ansible-playbook against the test lab and asserts
+what is in PostgreSQL, in the restic repository and in the clinic's audit trail afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import ok_in, play, psql, run_in, snapshots
+
+CLINIC = "kinshasa"
+PATIENTS = "SELECT string_agg(id || ':' || full_name, ',' ORDER BY id) FROM patients"
+
+
+@pytest.fixture(scope="module")
+def clinic(clinics):
+    container = clinics[CLINIC]
+    code, output = play("backup.yml", CLINIC)
+    assert code == 0, output
+    return container
+
+
+def clinic_audit(container) -> list[dict]:
+    code, out = run_in(container, ["cat", "/var/log/clinicops/audit.jsonl"])
+    return [json.loads(line) for line in out.splitlines()] if code == 0 else []
+
+
+def assert_unlocked_and_serving(container) -> None:
+    assert run_in(container, ["test", "-e", "/var/lib/clinicops/clinic.lock"])[0] == 1, "the clinic lock was left"
+    assert run_in(container, ["test", "-e", "/var/lib/clinicops/maintenance/on"])[0] == 1, "maintenance left on"
+    health = json.loads(ok_in(container, ["curl", "-s", "http://127.0.0.1/health"]))
+    assert health["status"] == "ok", health
+
+
+def test_backup_makes_tagged_encrypted_snapshots_with_manifests(clinic):
+    found = snapshots(clinic, "clinicops", f"clinic={CLINIC}")
+    datasets = {tag.split("=", 1)[1] for snap in found for tag in snap["tags"] if tag.startswith("dataset=")}
+    assert {"postgresql:clinicdb", "redis:redis", "files:_srv_clinic_shared_uploads"} <= datasets
+    latest_db = max((s for s in found if "dataset=postgresql:clinicdb" in s["tags"]), key=lambda s: s["time"])
+    set_dir = "/var/backups/clinicops/spool/postgresql-clinicdb"
+    env = {"RESTIC_REPOSITORY": "/var/backups/clinicops/repo", "RESTIC_PASSWORD_FILE": "/etc/clinicops/restic-password"}
+    manifest = json.loads(
+        ok_in(clinic, ["restic", "--no-cache", "dump", latest_db["id"], f"{set_dir}/manifest.json"], env=env)
+    )
+    assert manifest["row_counts"]["patients"] == int(psql(clinic, "SELECT count(*) FROM patients"))
+    assert manifest["schema_version"] == 1
+    assert {f["name"] for f in manifest["files"]} == {"clinicdb.pgdump", "globals.sql"}
+    assert all(len(f["sha256"]) == 64 for f in manifest["files"])
+    # Encrypted at rest: no patient name appears in any file of the repository.
+    name = psql(clinic, "SELECT full_name FROM patients ORDER BY id LIMIT 1")
+    assert run_in(clinic, ["grep", "-rqF", name, "/var/backups/clinicops/repo"])[0] == 1
+    assert ok_in(clinic, ["stat", "-c", "%a", "/etc/clinicops/restic-password"]).strip() == "600"
+    assert_unlocked_and_serving(clinic)
+
+
+def test_rows_written_backup_rows_changed_restore_rows_as_written(clinic):
+    ok_in(
+        clinic,
+        [
+            "psql",
+            "-d",
+            "clinicdb",
+            "-c",
+            "INSERT INTO patients (clinic_id, full_name, birth_date) VALUES ('kinshasa', 'Round Trip', '2001-02-03')",
+        ],
+        user="postgres",
+    )
+    written = psql(clinic, PATIENTS)
+    code, output = play("backup.yml", CLINIC)
+    assert code == 0, output
+
+    ok_in(
+        clinic,
+        [
+            "psql",
+            "-d",
+            "clinicdb",
+            "-c",
+            (
+                "DELETE FROM appointments; UPDATE patients SET full_name = 'CHANGED';"
+                " INSERT INTO patients (clinic_id, full_name, birth_date) VALUES ('x', 'Later', '1999-01-01')"
+            ),
+        ],
+        user="postgres",
+    )
+    assert psql(clinic, PATIENTS) != written
+
+    code, output = play("restore.yml", CLINIC, "-e", f"restore_confirm={CLINIC}")
+    assert code == 0, output
+    assert psql(clinic, PATIENTS) == written
+    assert int(psql(clinic, "SELECT count(*) FROM appointments")) == 40
+    kept = psql(
+        clinic, "SELECT string_agg(datname, ',') FROM pg_database WHERE datname LIKE 'clinicdb__before_%'", "postgres"
+    )
+    assert kept, "the replaced database is kept aside"
+    records = clinic_audit(clinic)
+    restore = [r for r in records if r["procedure"] == "restore"]
+    assert [r["outcome"] for r in restore[-2:]] == ["started", "ok"]
+    assert restore[-1]["details"]["safety_snapshot_id"]
+    assert_unlocked_and_serving(clinic)
+
+
+def test_restore_without_confirmation_is_refused_and_changes_nothing(clinic):
+    before = psql(clinic, PATIENTS)
+    count = len(snapshots(clinic))
+    code, output = play("restore.yml", CLINIC)
+    assert code != 0
+    assert f"needs -e restore_confirm={CLINIC}; nothing was changed" in output
+    assert psql(clinic, PATIENTS) == before
+    assert len(snapshots(clinic)) == count  # not even a safety backup: nothing was started
+    assert_unlocked_and_serving(clinic)
+
+
+def test_a_missing_snapshot_is_named_and_nothing_is_touched(clinic):
+    before = psql(clinic, PATIENTS)
+    code, output = play("restore.yml", CLINIC, "-e", f"restore_confirm={CLINIC} restore_snapshot=deadbeef00")
+    assert code != 0
+    assert "no snapshot deadbeef00 in this data set" in output
+    assert "nothing was restored" in output
+    assert psql(clinic, PATIENTS) == before
+    assert clinic_audit(clinic)[-1]["outcome"] == "failed"
+    assert_unlocked_and_serving(clinic)
+
+
+@pytest.mark.parametrize(
+    ("dataset", "message"),
+    [
+        ({"engine": "postgresql", "name": "clinicdb; rm -rf /"}, "is not a plain PostgreSQL identifier"),
+        ({"engine": "postgresql", "name": "$(reboot)"}, "is not a plain PostgreSQL identifier"),
+        ({"engine": "postgresql", "name": "nosuchdb"}, "cannot connect to database nosuchdb"),
+        (
+            {"engine": "mongodb", "name": "clinic"},
+            "every data set needs an engine among postgresql, sqlite, redis, files",
+        ),
+    ],
+)
+def test_bad_data_sets_are_refused_and_leave_no_snapshot(clinic, dataset, message):
+    count = len(snapshots(clinic))
+    extra = json.dumps({"backup_datasets": [dataset]})
+    code, output = play("backup.yml", CLINIC, "-e", extra)
+    assert code != 0
+    assert message in output
+    assert len(snapshots(clinic)) == count
+    assert_unlocked_and_serving(clinic)
+
+
+def test_a_drill_restores_into_scratch_compares_and_drops_it(clinic):
+    code, output = play("restore_drill.yml", CLINIC)
+    assert code == 0, output
+    databases = psql(clinic, "SELECT string_agg(datname, ',') FROM pg_database", "postgres").split(",")
+    assert "clinicdb_drill" not in databases
+    drill = [r for r in clinic_audit(clinic) if r["procedure"] == "restore_drill"][-1]
+    assert drill["outcome"] == "ok"
+    assert drill["details"]["verified"] is True
+    assert int(drill["details"]["rows"]) > 0
+    assert float(drill["details"]["backup_age_hours"]) < 1
+    assert_unlocked_and_serving(clinic)
+
+
+def test_a_full_spool_disk_fails_clearly_and_keeps_earlier_backups(clinic):
+    count = len(snapshots(clinic))
+    ok_in(clinic, ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", "/var/backups/clinicops/spool"])
+    try:
+        code, output = play("backup.yml", CLINIC)
+    finally:
+        ok_in(clinic, ["umount", "/var/backups/clinicops/spool"])
+    assert code != 0
+    assert "bytes free under /var/backups/clinicops/spool" in output
+    assert "no snapshot was made and earlier backups are untouched" in output
+    assert len(snapshots(clinic)) == count
+    code, output = play("restore_drill.yml", CLINIC)
+    assert code == 0, output
