@@ -173,3 +173,69 @@ def test_a_full_spool_disk_fails_clearly_and_keeps_earlier_backups(clinic):
     assert len(snapshots(clinic)) == count
     code, output = play("restore_drill.yml", CLINIC)
     assert code == 0, output
+
+
+SFTP = (
+    "ssh -i /etc/clinicops/offsite_ed25519 -o BatchMode=yes -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new"
+    " -o UserKnownHostsFile=/etc/clinicops/offsite_known_hosts -o ConnectTimeout=10"
+)
+
+
+def offsite_snapshots(container, vault_address: str) -> list[dict]:
+    env = {"RESTIC_PASSWORD_FILE": "/etc/clinicops/offsite-password"}
+    argv = [
+        "restic", "--no-cache", "-o", f"sftp.command={SFTP} -l clinicops-{CLINIC} {vault_address} -s sftp",
+        "-r", f"sftp:clinicops-{CLINIC}@{vault_address}:/repo", "snapshots", "--json",
+    ]  # fmt: skip
+    return json.loads(ok_in(container, argv, env=env) or "[]") or []
+
+
+@pytest.fixture
+def vault(docker_client):
+    from conftest import LAB
+
+    container = docker_client.containers.get(f"clinicops-{LAB}-vault")
+    yield container
+    ok_in(container, ["systemctl", "start", "ssh"])
+
+
+def test_backups_are_copied_off_site_and_each_clinic_sees_only_its_own(clinic, vault):
+    local = {snap["id"] for snap in snapshots(clinic)}
+    remote = offsite_snapshots(clinic, vault.name)
+    assert local <= {snap.get("original") or snap["id"] for snap in remote}
+    # The vault holds only ciphertext: no patient name appears in the clinic's off-site repository.
+    name = psql(clinic, "SELECT full_name FROM patients ORDER BY id LIMIT 1")
+    assert run_in(vault, ["grep", "-rqF", name, f"/srv/clinicops-offsite/clinicops-{CLINIC}"])[0] == 1
+    # The clinic's key opens its own SFTP account only: no shell, no other clinic's account.
+    _code, shell = run_in(clinic, [*SFTP.split(), "-l", f"clinicops-{CLINIC}", vault.name, "id"])
+    assert "uid=" not in shell  # ForceCommand internal-sftp: the command never runs
+    sftp_options = ["-o", "IdentityFile=/etc/clinicops/offsite_ed25519", "-o", "BatchMode=yes"]
+    sftp_options += [
+        "-o",
+        "StrictHostKeyChecking=accept-new",
+        "-o",
+        "UserKnownHostsFile=/etc/clinicops/offsite_known_hosts",
+    ]
+    assert run_in(clinic, ["sftp", "-b", "/dev/null", *sftp_options, f"clinicops-{CLINIC}@{vault.name}"])[0] == 0
+    code, _ = run_in(clinic, ["sftp", "-b", "/dev/null", *sftp_options, f"clinicops-lubumbashi@{vault.name}"])
+    assert code != 0
+
+
+def test_an_unreachable_vault_keeps_the_local_backup_prunes_nothing_and_is_retried(clinic, vault):
+    ok_in(vault, ["systemctl", "stop", "ssh"])
+    before = len(snapshots(clinic))
+    code, output = play("backup.yml", CLINIC)
+    assert code == 0, output
+    assert f"WARNING {CLINIC}: off-site copy failed" in output
+    assert "is unreachable" in output and "retried on the next run" in output
+    assert len(snapshots(clinic)) == before + 3  # the local backup of every data set succeeded
+    assert "Apply the retention policy" not in output  # nothing pruned while off-site lags behind
+    record = clinic_audit(clinic)[-1]
+    assert record["outcome"] == "ok" and record["details"]["offsite"].startswith("failed: ")
+
+    ok_in(vault, ["systemctl", "start", "ssh"])
+    code, output = play("backup.yml", CLINIC)
+    assert code == 0, output
+    assert clinic_audit(clinic)[-1]["details"]["offsite"] == "ok"
+    local = {snap["id"] for snap in snapshots(clinic)}
+    assert local <= {snap.get("original") or snap["id"] for snap in offsite_snapshots(clinic, vault.name)}

@@ -14,7 +14,15 @@ from ansible.parsing.vault import VaultLib, VaultSecret
 from clinicops.errors import EXIT_USAGE, ClinicopsError, UsageError
 from clinicops.lab import fleet
 from clinicops.lab.artifacts import Artifact
-from clinicops.lab.fleet import CLINIC_CATALOGUE, MARKER, MAX_CLINICS, Lab, lab_clinics, lab_vault_password_file
+from clinicops.lab.fleet import (
+    CLINIC_CATALOGUE,
+    LAB_SECRETS,
+    MARKER,
+    MAX_CLINICS,
+    Lab,
+    lab_clinics,
+    lab_vault_password_file,
+)
 
 FAKE_VAULT_HEADER = "# FAKE VAULT (plaintext stand-in for ansible-vault in unit tests)\n"
 BOOTSTRAP = Artifact(
@@ -201,6 +209,7 @@ def test_group_vars_point_at_the_bootstrap_artifact(lab: Lab, fake_vault: list[P
         "clinic_host_bootstrap_artifact": str(BOOTSTRAP.path),
         "clinic_host_bootstrap_checksum": f"sha256:{BOOTSTRAP.sha256}",
         "clinic_host_bootstrap_release_id": "20260101T000000Z-1.0.0",
+        "backup_offsite_host": "vault",
     }
     assert load(lab.inventory_dir / "group_vars" / "all.yml")["ansible_connection"] == "community.docker.docker"
 
@@ -209,14 +218,12 @@ def test_each_clinic_gets_its_own_vault_but_the_vault_host_none(lab: Lab, fake_v
     lab.write_inventory(lab_clinics(3), BOOTSTRAP)
     host_vars = lab.inventory_dir / "host_vars"
     clinics = ("kinshasa", "lubumbashi", "paris")
-    expected = [host_vars / name / filename for name in clinics for filename in ("vault.yml", "vault_backup.yml")]
+    assert len(LAB_SECRETS) >= 3  # database, backup repository, off-site repository
+    expected = [host_vars / name / filename for name in clinics for filename, _ in LAB_SECRETS]
     assert sorted(fake_vault) == sorted(expected)
-    assert not (host_vars / "vault" / "vault.yml").exists()
-    assert not (host_vars / "vault" / "vault_backup.yml").exists()
-    db_passwords = {load(host_vars / name / "vault.yml")["clinic_host_db_password"] for name in clinics}  # type: ignore[index]
-    repo_passwords = {load(host_vars / name / "vault_backup.yml")["backup_repository_password"] for name in clinics}  # type: ignore[index]
-    assert len(db_passwords) == 3 and len(repo_passwords) == 3
-    assert not db_passwords & repo_passwords
+    assert not [path for path in (host_vars / "vault").iterdir() if path.name != "main.yml"]
+    values = [load(host_vars / name / filename)[variable] for name in clinics for filename, variable in LAB_SECRETS]  # type: ignore[index]
+    assert len(set(values)) == len(values), "every secret of every clinic is distinct"
 
 
 def test_marker_names_the_vault_password_file(lab: Lab, fake_vault: list[Path]) -> None:
@@ -233,7 +240,7 @@ def test_second_write_changes_no_file(lab: Lab, fake_vault: list[Path]) -> None:
     before = tree(lab.inventory_dir)
     lab.write_inventory(lab_clinics(3), BOOTSTRAP)
     assert tree(lab.inventory_dir) == before
-    assert len(fake_vault) == 6  # no clinic's secret was regenerated (two per clinic)
+    assert len(fake_vault) == 3 * len(LAB_SECRETS)  # no clinic's secret was regenerated
 
 
 def test_shrinking_removes_stale_host_vars(lab: Lab, fake_vault: list[Path]) -> None:

@@ -348,22 +348,34 @@ def test_forget_with_an_empty_policy_runs_nothing() -> None:
     assert run.calls == []
 
 
-def test_check_and_copy() -> None:
+def test_check_init_like_and_copy_from() -> None:
     repo, run = repo_with()
     repo.check()
     repo.check(read_data_subset="1/7")
-    repo.copy_to("/mnt/offsite/repo", "/etc/clinicops/offsite-password", ["aaaa1111", "bbbb2222"])
+    repo.init_like("/var/backups/clinicops/repo", "/etc/clinicops/restic-password")
+    repo.copy_from("/var/backups/clinicops/repo", "/etc/clinicops/restic-password", ["clinicops", "clinic=kinshasa"])
     assert [call.argv for call in run.calls] == [
         ["restic", "check"],
         ["restic", "check", "--read-data-subset", "1/7"],
         [
             "restic",
+            "init",
+            "--repository-version",
+            "2",
+            "--from-repo",
+            "/var/backups/clinicops/repo",
+            "--from-password-file",
+            "/etc/clinicops/restic-password",
+            "--copy-chunker-params",
+        ],
+        [
+            "restic",
             "copy",
-            "--repo2",
-            "/mnt/offsite/repo",
-            "--password-file2",
-            "/etc/clinicops/offsite-password",
-            "aaaa1111",
-            "bbbb2222",
+            "--from-repo",
+            "/var/backups/clinicops/repo",
+            "--from-password-file",
+            "/etc/clinicops/restic-password",
+            "--tag",
+            "clinicops,clinic=kinshasa",
         ],
     ]

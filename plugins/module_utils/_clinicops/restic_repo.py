@@ -107,6 +107,18 @@ class ResticRepo(object):
         rc, _out, _err = self.run(self._argv(["cat", "config"]), self.environ(), None)
         return rc == 0
 
+    def exists(self):
+        """True if the repository is there, False if the location holds none yet; raises ResticError
+        when the location cannot be reached at all (so an outage is not mistaken for a new repository)."""
+        rc, out, err = self.run(self._argv(["cat", "config"]), self.environ(), None)
+        if rc == 0:
+            return True
+        text = err or out or ""
+        if "Is there a repository at the following location?" in text:
+            return False
+        last = [line for line in text.strip().splitlines() if line.strip()]
+        raise ResticError("repository %s is unreachable: %s" % (self.repository, last[-1] if last else "rc %s" % rc))
+
     def init(self):
         self.call(["init", "--repository-version", "2"])
 
@@ -158,10 +170,15 @@ class ResticRepo(object):
             args += ["--read-data-subset", read_data_subset]
         self.call(args)
 
-    def copy_to(self, target_repository, target_password_file, snapshot_ids):
-        """Copy snapshots into another repository (the off-site copy)."""
-        args = ["copy", "--repo2", target_repository, "--password-file2", target_password_file, *list(snapshot_ids)]
-        self.call(args)
+    def init_like(self, source_repository, source_password_file):
+        """Initialise this repository with the chunker parameters of the source, so copies dedupe."""
+        self.call(["init", "--repository-version", "2", "--from-repo", source_repository,
+                   "--from-password-file", source_password_file, "--copy-chunker-params"])
+
+    def copy_from(self, source_repository, source_password_file, tags):
+        """Copy into this repository the snapshots of the source carrying all ``tags`` that it lacks."""
+        self.call(["copy", "--from-repo", source_repository, "--from-password-file", source_password_file,
+                   "--tag", ",".join(tags)])
 
 
 def first_json_line(text):

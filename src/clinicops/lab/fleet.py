@@ -44,6 +44,7 @@ MAX_CLINICS = 30
 LAB_SECRETS = (
     ("vault.yml", "clinic_host_db_password"),
     ("vault_backup.yml", "backup_repository_password"),
+    ("vault_offsite.yml", "backup_offsite_password"),
 )
 
 # Lab clinics: name, IANA time zone, region group. Beyond this list, names are numbered and the
@@ -242,6 +243,8 @@ class Lab:
                     "clinic_host_bootstrap_artifact": str(bootstrap.path),
                     "clinic_host_bootstrap_checksum": f"sha256:{bootstrap.sha256}",
                     "clinic_host_bootstrap_release_id": f"20260101T000000Z-{bootstrap.version}",
+                    # Backups are copied off-site to the lab's vault host over SFTP.
+                    "backup_offsite_host": "vault",
                 }
             ),
         )
@@ -269,7 +272,8 @@ class Lab:
     # -- provisioning --------------------------------------------------------------------------------
     def _fingerprint(self, host: str) -> str:
         digest = hashlib.sha256()
-        sources = [self.root / "roles" / "clinic_host", self.root / "playbooks" / "provision.yml"]
+        sources = [self.root / "roles" / "clinic_host", self.root / "roles" / "offsite_vault"]
+        sources += [self.root / "playbooks" / "provision.yml"]
         sources += [self.root / "lab" / "provision.yml", self.inventory_dir / "group_vars"]
         sources += [self.inventory_dir / "host_vars" / host / "main.yml"]
         for source in sources:
@@ -301,7 +305,7 @@ class Lab:
         todo = [host for host, print_ in wanted.items() if force or self._stamp(containers[host]) != print_]
         if not todo:
             return []
-        self.log(f"provisioning {', '.join(todo)} with clinicops.runbook.clinic_host")
+        self.log(f"provisioning {', '.join(todo)} (clinicops.runbook.clinic_host, offsite_vault)")
         result = run_playbook(
             PlaybookRun(
                 playbook=self.root / "lab" / "provision.yml",
@@ -342,8 +346,7 @@ class Lab:
         for container in running.values():
             self.wait_ready(container)
         self.write_inventory(clinics, artifacts[BOOTSTRAP_VERSION])
-        clinic_containers = {name: running[name] for name, role in wanted.items() if role == "clinic"}
-        for host in self.provision(clinic_containers, force=reprovision):
+        for host in self.provision(running, force=reprovision):
             actions[host] += ", provisioned"
         return actions
 
