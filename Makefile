@@ -19,7 +19,7 @@ export PATH := $(BIN):$(PATH)
 .PHONY: help venv collection lab demo demo-down test lint sanity unit integration molecule clean
 
 help:
-	@echo "make demo   - set up everything and run the lab demo (3 clinics, health survey)"
+	@echo "make demo   - set up everything and run the lab demo (3 clinics: health, backup, restore drill)"
 	@echo "make test   - run every quality gate and test suite (CI runs this)"
 	@echo "make lint | sanity | unit | integration | molecule | demo-down | clean"
 
@@ -40,6 +40,8 @@ lab: collection
 
 demo: lab
 	$(BIN)/clinicops health
+	$(BIN)/clinicops backup
+	$(BIN)/clinicops drill
 
 demo-down: venv
 	$(BIN)/clinicops lab down

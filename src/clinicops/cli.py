@@ -63,20 +63,26 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_health(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, playbook: str, extravars: dict | None = None):
     from clinicops.runner import PlaybookRun, new_run_id, playbook_path, run_playbook
 
     inventory = Path(args.inventory) if args.inventory else _default_inventory()
     run = PlaybookRun(
-        playbook=playbook_path("health"),
+        playbook=playbook_path(playbook),
         inventory=inventory,
-        operation="health",
-        run_id=new_run_id("health"),
+        operation=args.command,
+        run_id=new_run_id(args.command),
         limit=args.limit,
+        extravars=extravars or {},
+        check=getattr(args, "check", False),
         verbosity=args.verbose,
         vault_password_file=_vault_file(args, inventory),
     )
-    result = run_playbook(run)
+    return run_playbook(run)
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    result = _run(args, "health")
     rows = survey_rows(result)
     if args.json:
         print(json.dumps({"run_id": result.run_id, "clinics": rows}, indent=2))
@@ -84,6 +90,32 @@ def cmd_health(args: argparse.Namespace) -> int:
         render_survey(rows, result)
     unhealthy = [row for row in rows if row["outcome"] != "healthy"]
     return EXIT_FAILED if unhealthy or result.rc != 0 else EXIT_OK
+
+
+# Procedure commands: command -> (playbook, title, extra vars built from the options).
+PROCEDURES = {
+    "backup": ("backup", "backup", lambda a: {"backup_release_id": a.release_id} if a.release_id else {}),
+    "drill": ("restore_drill", "restore drill", lambda a: {"restore_snapshot": a.snapshot}),
+    "restore": (
+        "restore",
+        "restore",
+        lambda a: {"restore_snapshot": a.snapshot, "restore_confirm": a.confirm or ""},
+    ),
+}
+
+
+def cmd_procedure(args: argparse.Namespace) -> int:
+    from clinicops.run_report import outcome_rows, render_outcomes
+
+    playbook, title, extravars = PROCEDURES[args.command]
+    result = _run(args, playbook, extravars(args))
+    rows = outcome_rows(result)
+    if args.json:
+        print(json.dumps({"run_id": result.run_id, "status": result.status, "clinics": rows}, indent=2))
+    else:
+        render_outcomes(title, rows, result)
+    failed = [row for row in rows if row["outcome"] != "ok"]
+    return EXIT_FAILED if failed or result.rc != 0 else EXIT_OK
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -114,6 +146,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _fleet_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-i", "--inventory", help="inventory directory or file (default: the lab)")
+    parser.add_argument("--limit", help="clinics or groups (Ansible --limit pattern)")
+    parser.add_argument("--vault-password-file", help="vault password file for the inventory")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="pass verbosity to Ansible")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clinicops", description="Run clinic operations runbooks across a fleet of clinics."
@@ -135,12 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
     lab.set_defaults(func=cmd_lab)
 
     health = sub.add_parser("health", help="health survey of the clinics")
-    health.add_argument("-i", "--inventory", help="inventory directory or file (default: the lab)")
-    health.add_argument("--limit", help="clinics or groups (Ansible --limit pattern)")
-    health.add_argument("--vault-password-file", help="vault password file for the inventory")
-    health.add_argument("--json", action="store_true", help="machine-readable output")
-    health.add_argument("-v", "--verbose", action="count", default=0, help="pass verbosity to Ansible")
+    _fleet_arguments(health)
     health.set_defaults(func=cmd_health)
+
+    backup = sub.add_parser("backup", help="back up the clinics (encrypted, verified, off-site)")
+    _fleet_arguments(backup)
+    backup.add_argument("--release-id", help="bind the backup to this release id")
+    drill = sub.add_parser("drill", help="prove each clinic's backup restores (scratch copy, compared, dropped)")
+    _fleet_arguments(drill)
+    restore = sub.add_parser("restore", help="restore a clinic's data over the live data (needs --confirm)")
+    _fleet_arguments(restore)
+    restore.add_argument("--confirm", help="the clinic's id: required to restore over its live data")
+    for child in (drill, restore):
+        child.add_argument(
+            "--snapshot", default="latest", help="latest, a snapshot id, YYYYMMDD_HHMMSS (UTC) or release:<id>"
+        )
+    for child in (backup, drill, restore):
+        child.add_argument("--check", action="store_true", help="dry run: report what would change")
+        child.set_defaults(func=cmd_procedure)
 
     audit = sub.add_parser("audit", help="the controller's audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
