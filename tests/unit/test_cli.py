@@ -119,3 +119,35 @@ def test_health_explicit_vault_password_file_wins(
     assert main(["health", "-i", str(inventory), "--json", "--vault-password-file", str(explicit)]) == EXIT_OK
     assert str(explicit) in calls[0]["cmdline"]
     assert ".vault-pass" not in calls[0]["cmdline"]
+
+
+def test_backup_passes_the_release_id_and_lists_only_clinics_that_reported(
+    inventory: Path, clinicops_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reports = {"paris": {"snapshot_id": "1a2b3c4d", "offsite": "ok"}, "vault": {}}
+    calls = install_fake_runner(monkeypatch, reports)
+    assert main(["backup", "-i", str(inventory), "--json", "--release-id", "20261125T101500Z-2.0.0"]) == EXIT_OK
+    output = json.loads(capsys.readouterr().out)
+    assert [row["clinic"] for row in output["clinics"]] == ["paris"]  # the vault only ran the run context
+    assert output["clinics"][0]["details"] == {"snapshot_id": "1a2b3c4d", "offsite": "ok"}
+    assert calls[0]["playbook"] == "backup.yml"
+    assert calls[0]["extravars"]["backup_release_id"] == "20261125T101500Z-2.0.0"
+
+
+def test_restore_passes_confirmation_and_snapshot_and_a_failure_exits_1(
+    inventory: Path, clinicops_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def run(event_handler: Callable[[dict[str, Any]], bool], **kwargs: Any) -> SimpleNamespace:
+        run.kwargs = kwargs
+        failed = {"host": "paris", "task": "Refuse to restore over live data without the clinic's name"}
+        failed["res"] = {"msg": "restoring over the live data of paris needs -e restore_confirm=paris"}
+        event_handler({"event": "runner_on_failed", "event_data": failed})
+        return SimpleNamespace(status="failed", rc=2)
+
+    monkeypatch.setattr(runner.ansible_runner, "run", run)
+    code = main(["restore", "-i", str(inventory), "--limit", "paris", "--snapshot", "release:r1", "--confirm", "x"])
+    assert code == EXIT_FAILED
+    assert run.kwargs["extravars"]["restore_confirm"] == "x"
+    assert run.kwargs["extravars"]["restore_snapshot"] == "release:r1"
+    out = capsys.readouterr().out
+    assert "paris" in out and "failed" in out and "needs -e restore_confirm=paris" in out
