@@ -149,5 +149,9 @@ def test_restore_passes_confirmation_and_snapshot_and_a_failure_exits_1(
     assert code == EXIT_FAILED
     assert run.kwargs["extravars"]["restore_confirm"] == "x"
     assert run.kwargs["extravars"]["restore_snapshot"] == "release:r1"
-    out = capsys.readouterr().out
-    assert "paris" in out and "failed" in out and "needs -e restore_confirm=paris" in out
+    table = capsys.readouterr().out
+    assert re.search(r"│ paris\s+│ failed", table)
+    assert main(["restore", "-i", str(inventory), "--limit", "paris", "--json"]) == EXIT_FAILED
+    row = json.loads(capsys.readouterr().out)["clinics"][0]
+    assert row["failed_task"] == "Refuse to restore over live data without the clinic's name"
+    assert row["message"] == "restoring over the live data of paris needs -e restore_confirm=paris"
