@@ -198,19 +198,18 @@ def find_snapshot(repo, params):
     return chosen
 
 
-def fetch_set(repo, snapshot, spool):
-    """Restore the snapshot into a private directory; return (set dir, manifest) after verifying it."""
+def fetch_set(repo, snapshot, workdir):
+    """Restore the snapshot into ``workdir``; return (set dir, manifest) after verifying it."""
     paths = snapshot.get("paths") or []
     set_dir = next((path for path in paths if "/spool/" in path), paths[0] if paths else None)
     if not set_dir:
         raise BackupError("snapshot %s has no paths" % snapshot["short_id"])
-    workdir = tempfile.mkdtemp(prefix="restore-", dir=spool)
     repo.restore(snapshot["id"], workdir, includes=[set_dir])
     restored = os.path.join(workdir, set_dir.lstrip("/"))
     with open(os.path.join(restored, "manifest.json")) as handle:
         manifest = json.load(handle)
     verify_set(restored, manifest)
-    return workdir, restored, manifest
+    return restored, manifest
 
 
 def hand_to(path, account):
@@ -284,9 +283,8 @@ def restore_sqlite(params, restored, manifest):
     return dict(target=target, row_counts=counts)
 
 
-def restore_files(repo, params, snapshot):
+def restore_files(repo, params, snapshot, staging):
     target = params["target"] or params["source"]
-    staging = tempfile.mkdtemp(prefix="files-", dir=params["spool_dir"])
     repo.restore(snapshot["id"], staging, includes=[params["source"]])
     restored = os.path.join(staging, params["source"].lstrip("/"))
     result = dict(target=target, row_counts={})
@@ -297,7 +295,6 @@ def restore_files(repo, params, snapshot):
     elif os.path.exists(target):
         shutil.rmtree(target)
     shutil.move(restored, target)
-    shutil.rmtree(staging, ignore_errors=True)
     return result
 
 
@@ -342,11 +339,13 @@ def main():
             module.exit_json(changed=True, **found)
         if not os.path.isdir(params["spool_dir"]):
             os.makedirs(params["spool_dir"], 0o700)
+        # Made here so that "finally" removes it whatever fails: a partial restore holds patient data.
+        workdir = tempfile.mkdtemp(prefix="restore-", dir=params["spool_dir"])
         if params["engine"] == "files":
-            result = restore_files(repo, params, snapshot)
+            result = restore_files(repo, params, snapshot, workdir)
             manifest = {}
         else:
-            workdir, restored, manifest = fetch_set(repo, snapshot, params["spool_dir"])
+            restored, manifest = fetch_set(repo, snapshot, workdir)
             if params["engine"] == "postgresql":
                 result = restore_postgresql(module, params, restored, manifest, stamp)
             else:

@@ -243,3 +243,117 @@ def test_an_unreachable_vault_keeps_the_local_backup_prunes_nothing_and_is_retri
     assert clinic_audit(clinic)[-1]["details"]["offsite"] == "ok"
     local = {snap["id"] for snap in snapshots(clinic)}
     assert local <= {snap.get("original") or snap["id"] for snap in offsite_snapshots(clinic, vault.name)}
+
+
+PACKS = ["find", "/var/backups/clinicops/repo/data", "-type", "f"]
+BULK_AUDIT_ROWS = (
+    "INSERT INTO audit_log (actor, action, detail) SELECT 'test', 'bulk', md5(g::text) FROM generate_series(1, 20000) g"
+)
+FLIP_MIDDLE_BYTES = (
+    'size=$(stat -c %s "$1");'
+    ' printf "\\377\\377\\377\\377" | dd of="$1" bs=1 seek=$((size / 2)) conv=notrunc status=none'
+)
+BULK_TABLE = (
+    "CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 8) AS filler FROM generate_series(1, 400000) g;"
+    " ALTER TABLE bulk OWNER TO clinic_app"
+)
+KILL_PG_DUMP = (
+    "SELECT string_agg(pg_terminate_backend(pid)::text, ',') FROM pg_stat_activity"
+    " WHERE application_name = 'pg_dump' AND state = 'active'"
+)
+DB_ONLY = json.dumps(
+    {"backup_datasets": [{"engine": "postgresql", "name": "clinicdb", "user": "clinic_app"}], "backup_prune": False}
+)  # no pruning: GFS keeps one snapshot per day, and these tests compare same-day snapshots
+
+
+def db_snapshots(container) -> list[dict]:
+    return sorted(snapshots(container, "dataset=postgresql:clinicdb"), key=lambda snap: snap["time"])
+
+
+def test_a_corrupted_pack_is_refused_and_older_backups_still_restore(clinic):
+    older = db_snapshots(clinic)[-1]["id"]
+    before = set(ok_in(clinic, PACKS).split())
+    ok_in(
+        clinic,
+        [
+            "psql",
+            "-d",
+            "clinicdb",
+            "-c",
+            BULK_AUDIT_ROWS,
+        ],
+        user="postgres",
+    )
+    code, output = play("backup.yml", CLINIC, "-e", DB_ONLY)
+    assert code == 0, output
+    new_packs = sorted(set(ok_in(clinic, PACKS).split()) - before)
+    assert new_packs, "the new backup wrote packs of its own"
+    for path in new_packs:  # keep pristine copies on the clinic, outside the repository
+        ok_in(clinic, ["cp", "-p", path, f"/var/tmp/{path.rsplit('/', 1)[1]}.pristine"])
+    try:
+        for path in new_packs:  # flip bytes in the middle of every new pack
+            ok_in(
+                clinic,
+                [
+                    "sh",
+                    "-c",
+                    FLIP_MIDDLE_BYTES,
+                    "flip",
+                    path,
+                ],
+            )
+        code, output = play("restore_drill.yml", CLINIC)
+        assert code != 0
+        assert "restore of postgresql:clinicdb on kinshasa failed" in output
+        assert "the live data was left as it was" in output
+        code, output = play("restore_drill.yml", CLINIC, "-e", f"restore_snapshot={older}")
+        assert code == 0, output
+    finally:
+        for path in new_packs:
+            ok_in(clinic, ["mv", f"/var/tmp/{path.rsplit('/', 1)[1]}.pristine", path])
+        ok_in(clinic, ["psql", "-d", "clinicdb", "-c", "DELETE FROM audit_log WHERE action = 'bulk'"], user="postgres")
+    code, output = play("restore_drill.yml", CLINIC)
+    assert code == 0, output
+    assert_unlocked_and_serving(clinic)
+
+
+def test_postgresql_killing_the_dump_fails_the_backup_without_a_snapshot(clinic):
+    import time
+
+    from conftest import COLLECTION_PLAYBOOKS, ansible_playbook
+
+    ok_in(
+        clinic,
+        [
+            "psql",
+            "-d",
+            "clinicdb",
+            "-c",
+            BULK_TABLE,
+        ],
+        user="postgres",
+    )
+    count = len(db_snapshots(clinic))
+    try:
+        run = ansible_playbook(COLLECTION_PLAYBOOKS / "backup.yml", "--limit", CLINIC, "-e", DB_ONLY)
+        killed = ""
+        deadline = time.monotonic() + 180
+        while not killed and run.poll() is None and time.monotonic() < deadline:
+            killed = psql(
+                clinic,
+                KILL_PG_DUMP,
+                "postgres",
+            )
+            time.sleep(0.05)  # polling pg_stat_activity for the dump's backend to appear
+        output, _ = run.communicate(timeout=300)
+        assert killed.startswith("t"), "the test never saw pg_dump running"
+        assert run.returncode != 0
+        assert "backup of postgresql:clinicdb on kinshasa failed: pg_dump exited 1" in output
+        assert "no snapshot was made and earlier backups are untouched" in output
+        assert len(db_snapshots(clinic)) == count
+        assert run_in(clinic, ["sh", "-c", "ls /var/backups/clinicops/spool | grep -q ."])[0] == 1, "spool left behind"
+    finally:
+        ok_in(clinic, ["psql", "-d", "clinicdb", "-c", "DROP TABLE IF EXISTS bulk"], user="postgres")
+    code, output = play("restore_drill.yml", CLINIC)
+    assert code == 0, output
+    assert_unlocked_and_serving(clinic)

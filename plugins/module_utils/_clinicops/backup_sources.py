@@ -254,7 +254,7 @@ def save_progress(conn):
 def save_finished(before, now):
     """A save started after ``before`` has finished. Redis 7 counts saves (rdb_saves); older ones
     only move LASTSAVE, whole seconds, which a save finishing in the same second would not move."""
-    saves_before, lastsave_before, _ = before
+    saves_before, lastsave_before, _in_progress = before
     saves_now, lastsave_now, in_progress = now
     if in_progress:
         return False
