@@ -24,6 +24,7 @@ author:
   - clinicops project (!UNKNOWN)
 extends_documentation_fragment:
   - clinicops.runbook.attributes
+  - clinicops.runbook.restic_repository
 attributes:
   check_mode:
     support: full
@@ -34,14 +35,6 @@ attributes:
     support: full
     details: A second run with nothing new copies nothing and reports no change.
 options:
-  repository:
-    description: The clinic's local repository.
-    type: str
-    required: true
-  password_file:
-    description: Password file of the local repository.
-    type: path
-    required: true
   offsite_repository:
     description: The off-site repository, C(sftp:<user>@<host>:<path>).
     type: str
@@ -66,10 +59,6 @@ options:
     description: Clinic id; only its snapshots are copied.
     type: str
     required: true
-  cache_dir:
-    description: restic cache directory.
-    type: path
-    default: /var/cache/clinicops/restic
 seealso:
   - module: clinicops.runbook.db_backup
 """
@@ -109,6 +98,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.restic_repo import (
     ResticError,
     ResticRepo,
+    module_runner,
+    repository_argument_spec,
+    repository_of,
     tag,
 )
 
@@ -128,15 +120,13 @@ def sftp_command(module, match):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            repository=dict(type="str", required=True),
-            password_file=dict(type="path", required=True, no_log=False),
+            repository_argument_spec(),
             offsite_repository=dict(type="str", required=True),
             offsite_password_file=dict(type="path", required=True, no_log=False),
             ssh_key=dict(type="path", required=True, no_log=False),
             known_hosts=dict(type="path", default="/etc/clinicops/offsite_known_hosts"),
             connect_timeout=dict(type="int", default=15),
             clinic=dict(type="str", required=True),
-            cache_dir=dict(type="path", default="/var/cache/clinicops/restic"),
         ),
         supports_check_mode=True,
     )
@@ -145,12 +135,8 @@ def main():
     if not match:
         module.fail_json(msg="offsite_repository %r is not sftp:<user>@<host>:/<path> (letters, digits, '.', '_', "
                          "'-'); nothing was copied" % params["offsite_repository"])
-
-    def run(argv, env, data):
-        return module.run_command(argv, environ_update=env, data=data)
-
-    local = ResticRepo(run, params["repository"], params["password_file"], cache_dir=params["cache_dir"])
-    offsite = ResticRepo(run, params["offsite_repository"], params["offsite_password_file"],
+    local = repository_of(module)
+    offsite = ResticRepo(module_runner(module), params["offsite_repository"], params["offsite_password_file"],
                          cache_dir=params["cache_dir"], sftp_command=sftp_command(module, match))
     tags = ["clinicops", tag("clinic", params["clinic"])]
     try:

@@ -25,6 +25,7 @@ author:
   - clinicops project (!UNKNOWN)
 extends_documentation_fragment:
   - clinicops.runbook.attributes
+  - clinicops.runbook.restic_repository
 attributes:
   check_mode:
     support: full
@@ -35,18 +36,6 @@ attributes:
     support: full
     details: A second run with nothing newer removes nothing.
 options:
-  repository:
-    description: restic repository.
-    type: str
-    required: true
-  password_file:
-    description: Root-only file holding the repository password.
-    type: path
-    required: true
-  cache_dir:
-    description: restic cache directory.
-    type: path
-    default: /var/cache/clinicops/restic
   clinic:
     description: Clinic id (snapshot tag).
     type: str
@@ -126,8 +115,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.backup_catalog import snapshot_time
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.restic_repo import (
     ResticError,
-    ResticRepo,
     gfs_arguments,
+    repository_argument_spec,
+    repository_of,
     tag,
 )
 
@@ -135,9 +125,7 @@ from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.resti
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            repository=dict(type="str", required=True),
-            password_file=dict(type="path", required=True, no_log=False),
-            cache_dir=dict(type="path", default="/var/cache/clinicops/restic"),
+            repository_argument_spec(),
             clinic=dict(type="str", required=True),
             dataset=dict(type="str", required=True),
             fresh_snapshot=dict(type="str", required=True),
@@ -156,11 +144,7 @@ def main():
         flags = gfs_arguments(params["policy"])
     except ValueError as exc:
         module.fail_json(msg="retention policy for %s: %s; nothing was removed" % (params["dataset"], exc))
-
-    def run(argv, env, data):
-        return module.run_command(argv, environ_update=env, data=data)
-
-    repo = ResticRepo(run, params["repository"], params["password_file"], cache_dir=params["cache_dir"])
+    repo = repository_of(module)
     tags = ["clinicops", tag("clinic", params["clinic"]), tag("dataset", params["dataset"])]
     try:
         snapshots = sorted(repo.snapshots(tags), key=snapshot_time)

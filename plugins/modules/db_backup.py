@@ -34,6 +34,7 @@ author:
   - clinicops project (!UNKNOWN)
 extends_documentation_fragment:
   - clinicops.runbook.attributes
+  - clinicops.runbook.restic_repository
 attributes:
   check_mode:
     support: full
@@ -62,18 +63,6 @@ options:
   release_id:
     description: Release this backup is bound to (the pre-deploy backup of a release).
     type: str
-  repository:
-    description: restic repository (a path, or C(sftp:user@host:/path)).
-    type: str
-    required: true
-  password_file:
-    description: Root-only file holding the repository password.
-    type: path
-    required: true
-  cache_dir:
-    description: restic cache directory.
-    type: path
-    default: /var/cache/clinicops/restic
   spool_dir:
     description: Where the copy is made before it goes into the repository (root-only; emptied after).
     type: path
@@ -201,8 +190,9 @@ from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.backu
 )
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.restic_repo import (
     ResticError,
-    ResticRepo,
     dataset_tag,
+    repository_argument_spec,
+    repository_of,
     tag,
 )
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.utc_time import to_stamp, utcnow
@@ -220,15 +210,6 @@ def snapshot_tags(params, day):
     if params["release_id"]:
         tags.append(tag("release", params["release_id"]))
     return tags + list(params["extra_tags"])
-
-
-def repository_of(module):
-    params = module.params
-
-    def run(argv, env, data):
-        return module.run_command(argv, environ_update=env, data=data, binary_data=data is not None)
-
-    return ResticRepo(run, params["repository"], params["password_file"], cache_dir=params["cache_dir"])
 
 
 def preflight(module, repo):
@@ -313,13 +294,11 @@ def back_up(module, repo):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            repository_argument_spec(),
             engine=dict(type="str", required=True, choices=["postgresql", "sqlite", "redis", "files"]),
             name=dict(type="str", required=True),
             clinic=dict(type="str", required=True),
             release_id=dict(type="str"),
-            repository=dict(type="str", required=True),
-            password_file=dict(type="path", required=True, no_log=False),
-            cache_dir=dict(type="path", default="/var/cache/clinicops/restic"),
             spool_dir=dict(type="path", default="/var/backups/clinicops/spool"),
             min_free_bytes=dict(type="int", default=104857600),
             postgresql=dict(type="dict", default={}, options=dict(

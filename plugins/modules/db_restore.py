@@ -29,6 +29,7 @@ author:
   - clinicops project (!UNKNOWN)
 extends_documentation_fragment:
   - clinicops.runbook.attributes
+  - clinicops.runbook.restic_repository
 attributes:
   check_mode:
     support: full
@@ -69,18 +70,6 @@ options:
         or C(release:<id>).
     type: str
     default: latest
-  repository:
-    description: restic repository.
-    type: str
-    required: true
-  password_file:
-    description: Root-only file holding the repository password.
-    type: path
-    required: true
-  cache_dir:
-    description: restic cache directory.
-    type: path
-    default: /var/cache/clinicops/restic
   spool_dir:
     description: Where the snapshot is restored before it is loaded (emptied after).
     type: path
@@ -177,8 +166,9 @@ from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.backu
 )
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.restic_repo import (
     ResticError,
-    ResticRepo,
     dataset_tag,
+    repository_argument_spec,
+    repository_of,
     tag,
 )
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.restore_targets import (
@@ -301,6 +291,7 @@ def restore_files(repo, params, snapshot, staging):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            repository_argument_spec(),
             engine=dict(type="str", required=True, choices=["postgresql", "sqlite", "files"]),
             source=dict(type="str", required=True),
             target=dict(type="str"),
@@ -308,9 +299,6 @@ def main():
             confirm=dict(type="str"),
             clinic=dict(type="str", required=True),
             snapshot=dict(type="str", default="latest"),
-            repository=dict(type="str", required=True),
-            password_file=dict(type="path", required=True, no_log=False),
-            cache_dir=dict(type="path", default="/var/cache/clinicops/restic"),
             spool_dir=dict(type="path", default="/var/backups/clinicops/spool"),
             owner=dict(type="str"),
             os_superuser=dict(type="str", default="postgres"),
@@ -324,11 +312,7 @@ def main():
     if params["mode"] == "replace" and params["confirm"] != params["clinic"]:
         module.fail_json(msg="restoring over the live data of %s needs confirm=%s (got %r); nothing was restored"
                          % (params["clinic"], params["clinic"], params["confirm"]))
-
-    def run(argv, env, data):
-        return module.run_command(argv, environ_update=env, data=data)
-
-    repo = ResticRepo(run, params["repository"], params["password_file"], cache_dir=params["cache_dir"])
+    repo = repository_of(module)
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
     workdir = None
     try:

@@ -27,15 +27,10 @@ from urllib.parse import quote as url_quote
 PG_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}\Z")  # \Z: '$' would let a trailing newline in
 CHUNK = 1024 * 1024
 
-PSYCOPG_IMPORT_ERROR = None
-try:
-    import psycopg as pg_driver
-except ImportError:
-    try:
-        import psycopg2 as pg_driver
-    except ImportError as exc:
-        pg_driver = None
-        PSYCOPG_IMPORT_ERROR = exc
+from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.pg_driver import (
+    PSYCOPG_IMPORT_ERROR,
+    pg_driver,
+)
 
 
 class BackupError(Exception):

@@ -26,15 +26,10 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported on clinic hosts
     Request = urlopen = HTTPError = URLError = HTTPException = None
 
-PSYCOPG_IMPORT_ERROR = None
-try:
-    import psycopg as pg_driver
-except ImportError:
-    try:
-        import psycopg2 as pg_driver
-    except ImportError as exc:
-        pg_driver = None
-        PSYCOPG_IMPORT_ERROR = exc
+from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.pg_driver import (
+    PSYCOPG_IMPORT_ERROR,
+    pg_driver,
+)
 
 
 class ProbeResult(object):

@@ -31,6 +31,31 @@ GFS_FLAGS = (
 )
 
 
+def repository_argument_spec():
+    """Argument spec of the repository options (documented by the clinicops.runbook.restic_repository fragment)."""
+    return dict(
+        repository=dict(type="str", required=True),
+        password_file=dict(type="path", required=True, no_log=False),
+        cache_dir=dict(type="path", default="/var/cache/clinicops/restic"),
+    )
+
+
+def module_runner(module):
+    """A ``run`` for ResticRepo that goes through AnsibleModule.run_command (argv, no shell)."""
+
+    def run(argv, env, data):
+        return module.run_command(argv, environ_update=env, data=data, binary_data=data is not None)
+
+    return run
+
+
+def repository_of(module):
+    """The repository a module's repository options name."""
+    params = module.params
+    return ResticRepo(module_runner(module), params["repository"], params["password_file"],
+                      cache_dir=params["cache_dir"])
+
+
 class ResticError(Exception):
     """restic failed; the message holds the command's name, exit code and last stderr line."""
 
