@@ -16,12 +16,12 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/build/collections
 export ANSIBLE_PIPELINING := True
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv collection lab demo demo-down test lint sanity unit integration molecule clean
+.PHONY: help venv collection lab demo demo-down test lint sanity unit integration molecule bench clean
 
 help:
 	@echo "make demo   - set up everything and run the lab demo (3 clinics: health, backup, restore drill)"
 	@echo "make test   - run every quality gate and test suite (CI runs this)"
-	@echo "make lint | sanity | unit | integration | molecule | demo-down | clean"
+	@echo "make lint | sanity | unit | integration | molecule | bench | demo-down | clean"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
@@ -49,8 +49,8 @@ demo-down: venv
 test: lint sanity unit integration molecule
 
 lint: collection
-	$(BIN)/ruff check src tests lab plugins
-	$(BIN)/ruff format --check src tests lab
+	$(BIN)/ruff check src tests lab plugins bench
+	$(BIN)/ruff format --check src tests lab bench
 	cd $(COLLECTION) && $(BIN)/ansible-lint --profile production --strict roles playbooks
 
 sanity: collection
@@ -65,6 +65,11 @@ integration: collection
 molecule: collection
 	$(BIN)/python -m clinicops lab image
 	cd roles/clinic_host && $(BIN)/molecule test --all
+
+# On demand only, never part of `make test`: backup/restore against pg_dump/pg_restore on lab `bench`
+# (see bench/README.md; BENCH_ARGS="--runs 5 --experiments --down" passes options).
+bench: collection
+	$(BIN)/python bench/backup_restore.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
