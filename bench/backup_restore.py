@@ -160,6 +160,26 @@ def prepare_data(clinic: Clinic, scale: int) -> None:
     clinic.put(PROBE, BENCH_DIR)
 
 
+def prepare_notes(clinic: Clinic, rows: int) -> None:
+    """Optional table of hex text (compresses ~2.5:1 like real records, unlike pgbench's blank filler)."""
+    present = clinic.psql("SELECT to_regclass('public.bench_notes') IS NOT NULL") == "t"
+    if rows == 0:
+        if present:
+            log("dropping bench_notes (--hex-rows 0)")
+            clinic.psql("DROP TABLE bench_notes")
+        return
+    if (int(clinic.psql("SELECT count(*) FROM bench_notes")) if present else -1) != rows:
+        log(f"creating bench_notes: {rows:,} rows of hex text")
+        clinic.psql("DROP TABLE IF EXISTS bench_notes")
+        clinic.psql(
+            "CREATE TABLE bench_notes AS SELECT i AS id, timestamp '2026-01-01' + i * interval '1 second' AS at,"
+            " md5(i::text) || ' ' || md5((i * 31)::text) || ' ' || repeat(chr(97 + i % 26), 8) AS body"
+            f" FROM generate_series(1, {rows}) AS i"
+        )
+        clinic.psql("ALTER TABLE bench_notes ADD PRIMARY KEY (id)")
+    clinic.psql(f"ALTER TABLE bench_notes OWNER TO {APP_ROLE}")
+
+
 # -- ansible-playbook ------------------------------------------------------------------------------------------------
 
 
@@ -391,7 +411,9 @@ def report(samples: Samples, args: argparse.Namespace, profiles: dict[str, dict[
         ["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
     ).stdout.strip()
     table.lines.append(
-        f"clinicops backup/restore benchmark - lab {args.lab!r}, clinic {facts['clinic']}, pgbench scale {args.scale}, "
+        f"clinicops backup/restore benchmark - lab {args.lab!r}, clinic {facts['clinic']}, pgbench scale {args.scale}"
+        + (f" + {args.hex_rows:,} rows of hex text" if args.hex_rows else "")
+        + ", "
         f"{args.runs} runs per measurement (order alternating), medians"
     )
     table.lines.append(
@@ -505,6 +527,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lab", default="bench", help="lab name (default bench; never another lab's)")
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement, order alternating (default 3)")
     parser.add_argument("--scale", type=int, default=50, help="pgbench scale, 15 MB each (default 50: ~750 MB)")
+    parser.add_argument(
+        "--hex-rows",
+        type=int,
+        default=0,
+        help="also put this many rows of hex text (~150 B each, compresses like real records) in table bench_notes; "
+        "0 (default) drops that table",
+    )
     parser.add_argument("--no-lab-up", action="store_true", help="use the running lab as it is")
     parser.add_argument("--no-profile", action="store_true", help="skip the step-by-step profile in the clinic")
     parser.add_argument(
@@ -516,13 +545,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write every sample to this JSON file")
     parser.add_argument("--down", action="store_true", help="take the lab down at the end")
     args = parser.parse_args(argv)
-    if args.runs < 1 or args.scale < 1:
-        parser.error("--runs and --scale must be at least 1")
+    if args.runs < 1 or args.scale < 1 or args.hex_rows < 0:
+        parser.error("--runs and --scale must be at least 1, --hex-rows at least 0")
     inventory = ROOT / "inventories" / f"lab-{args.lab}"
     try:
         clinic = lab_clinic(args.lab, bring_up=not args.no_lab_up)
         log(f"clinic {clinic.host} ({clinic.container.name})")
         prepare_data(clinic, args.scale)
+        prepare_notes(clinic, args.hex_rows)
         samples = Samples()
         samples.facts["clinic"] = clinic.host
         samples.facts["load at start"] = os.getloadavg()[0]
