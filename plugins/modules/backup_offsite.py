@@ -95,26 +95,19 @@ initialised:
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.backup_job import (
+    copy_offsite,
+    sftp_command,
+)
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.restic_repo import (
     ResticError,
     ResticRepo,
     module_runner,
     repository_argument_spec,
     repository_of,
-    tag,
 )
 
 SFTP_REPOSITORY = re.compile(r"^sftp:(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):(?P<path>/[A-Za-z0-9._/-]*)$")
-
-
-def sftp_command(module, match):
-    params = module.params
-    return " ".join([
-        "ssh", "-i", params["ssh_key"], "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-        "-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile=%s" % params["known_hosts"],
-        "-o", "ConnectTimeout=%d" % params["connect_timeout"], "-o", "ServerAliveInterval=15",
-        "-l", match.group("user"), match.group("host"), "-s", "sftp",
-    ])
 
 
 def main():
@@ -135,33 +128,16 @@ def main():
     if not match:
         module.fail_json(msg="offsite_repository %r is not sftp:<user>@<host>:/<path> (letters, digits, '.', '_', "
                          "'-'); nothing was copied" % params["offsite_repository"])
-    local = repository_of(module)
+    command = sftp_command(match.group("user"), match.group("host"), params["ssh_key"], params["known_hosts"],
+                           params["connect_timeout"])
     offsite = ResticRepo(module_runner(module), params["offsite_repository"], params["offsite_password_file"],
-                         cache_dir=params["cache_dir"], sftp_command=sftp_command(module, match))
-    tags = ["clinicops", tag("clinic", params["clinic"])]
+                         cache_dir=params["cache_dir"], sftp_command=command)
     try:
-        local_ids = set(snapshot["id"] for snapshot in local.snapshots(tags))
-        initialised = False
-        if not offsite.exists():
-            if module.check_mode:
-                module.exit_json(changed=bool(local_ids), copied=len(local_ids), offsite_snapshots=0,
-                                 initialised=False)
-            offsite.init_like(params["repository"], params["password_file"])
-            initialised = True
-        before = offsite.snapshots(tags)
-        # restic copy records each copied snapshot's source id as "original".
-        present = set(snapshot.get("original") or snapshot["id"] for snapshot in before)
-        missing = local_ids - present
-        if missing and not module.check_mode:
-            offsite.copy_from(params["repository"], params["password_file"], tags)
-            after = len(offsite.snapshots(tags))
-        else:
-            after = len(before)
+        result = copy_offsite(repository_of(module), offsite, params["clinic"], module.check_mode)
     except ResticError as exc:
         module.fail_json(msg="off-site copy to %s failed: %s; the local backups are unaffected and the copy is "
                          "retried on the next run" % (params["offsite_repository"], exc))
-    module.exit_json(changed=bool(missing) or initialised, copied=len(missing), offsite_snapshots=after,
-                     initialised=initialised)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

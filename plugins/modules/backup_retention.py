@@ -112,13 +112,15 @@ restic_flags:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.backup_catalog import snapshot_time
+from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.backup_job import (
+    RetentionSkippedError,
+    apply_retention,
+)
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.restic_repo import (
     ResticError,
     gfs_arguments,
     repository_argument_spec,
     repository_of,
-    tag,
 )
 
 
@@ -144,21 +146,13 @@ def main():
         flags = gfs_arguments(params["policy"])
     except ValueError as exc:
         module.fail_json(msg="retention policy for %s: %s; nothing was removed" % (params["dataset"], exc))
-    repo = repository_of(module)
-    tags = ["clinicops", tag("clinic", params["clinic"]), tag("dataset", params["dataset"])]
     try:
-        snapshots = sorted(repo.snapshots(tags), key=snapshot_time)
-        newest = snapshots[-1] if snapshots else None
-        fresh = params["fresh_snapshot"]
-        if newest is None or not (newest["id"].startswith(fresh) or newest.get("short_id") == fresh):
-            module.fail_json(msg="retention of %s skipped: the newest snapshot is not %s, the one this run made; "
-                             "nothing was removed" % (params["dataset"], fresh), removed=[], kept=len(snapshots),
-                             restic_flags=flags)
-        groups = repo.forget(params["policy"], tags, dry_run=module.check_mode)
+        removed, kept, flags = apply_retention(repository_of(module), params["clinic"], params["dataset"],
+                                               params["fresh_snapshot"], params["policy"], module.check_mode)
+    except RetentionSkippedError as exc:
+        module.fail_json(msg="retention skipped: %s; nothing was removed" % exc, removed=[], restic_flags=flags)
     except ResticError as exc:
         module.fail_json(msg="retention of %s failed: %s" % (params["dataset"], exc))
-    removed = [item.get("short_id") or item["id"][:8] for group in groups for item in group.get("remove") or []]
-    kept = sum(len(group.get("keep") or []) for group in groups)
     module.exit_json(changed=bool(removed), removed=removed, kept=kept, restic_flags=flags)
 
 

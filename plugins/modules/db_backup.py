@@ -173,122 +173,21 @@ tags:
   sample: [clinicops, clinic=kinshasa, engine=postgresql, "dataset=postgresql:clinicdb", date=20261125]
 """
 
-import json
-import os
-import shutil
-import socket
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.backup_sources import (
+from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.backup_job import (
     BackupError,
-    check_pg_name,
-    describe_files,
-    dump_postgresql,
-    dump_redis,
-    dump_sqlite,
+    ResticError,
+    back_up,
+    preflight,
+    snapshot_tags,
 )
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.restic_repo import (
-    ResticError,
-    dataset_tag,
     repository_argument_spec,
     repository_of,
-    tag,
 )
-from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.utc_time import to_stamp, utcnow
-
-MANIFEST_FORMAT = 1
-
-
-def slug(text):
-    return "".join(char if char.isalnum() or char in "._-" else "_" for char in text).strip("_")[:80]
-
-
-def snapshot_tags(params, day):
-    tags = ["clinicops", tag("clinic", params["clinic"]), tag("engine", params["engine"]),
-            dataset_tag(params["engine"], params["name"]), tag("date", day)]
-    if params["release_id"]:
-        tags.append(tag("release", params["release_id"]))
-    return tags + list(params["extra_tags"])
-
-
-def preflight(module, repo):
-    params = module.params
-    if params["engine"] == "postgresql":
-        check_pg_name(params["name"])
-    if params["engine"] == "files" and not os.path.isdir(params["name"]):
-        raise BackupError("directory %s does not exist" % params["name"])
-    if not os.path.isfile(params["password_file"]):
-        raise BackupError("repository password file %s does not exist" % params["password_file"])
-    if not repo.is_initialized():
-        raise BackupError("repository %s is not reachable or not initialised" % params["repository"])
-    spool_root = params["spool_dir"]
-    probe = spool_root if os.path.isdir(spool_root) else os.path.dirname(spool_root.rstrip("/")) or "/"
-    stats = os.statvfs(probe)
-    free = stats.f_bavail * stats.f_frsize
-    if free < params["min_free_bytes"]:
-        raise BackupError("only %d bytes free under %s (need at least %d)" % (free, probe, params["min_free_bytes"]))
-    return free
-
-
-def make_copy(params, set_dir):
-    engine = params["engine"]
-    if engine == "postgresql":
-        conn = dict(params["postgresql"], database=params["name"])
-        return dump_postgresql(conn, set_dir, params["postgresql"]["os_superuser"])
-    if engine == "sqlite":
-        return dump_sqlite(params["name"], set_dir)
-    if engine == "redis":
-        redis = params["redis"]
-        return dump_redis(redis["host"], redis["port"], set_dir, redis["timeout"], redis.get("password"))
-    return {"database": params["name"], "row_counts": {}, "tools": {}, "exit_codes": {}}
-
-
-def count_tree(directory):
-    files = total = 0
-    for root, _dirs, names in os.walk(directory):
-        for name in names:
-            files += 1
-            total += os.path.getsize(os.path.join(root, name))
-    return {"files": files, "bytes": total}
-
-
-def back_up(module, repo):
-    params = module.params
-    started = utcnow()
-    set_dir = os.path.join(params["spool_dir"], slug("%s-%s" % (params["engine"], params["name"])))
-    if os.path.exists(set_dir):
-        shutil.rmtree(set_dir)  # leftovers of an interrupted run are never stored
-    os.makedirs(set_dir, 0o700)
-    try:
-        details = make_copy(params, set_dir)
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "clinic": params["clinic"],
-            "engine": params["engine"],
-            "dataset": "%s:%s" % (params["engine"], params["name"]),
-            "release_id": params["release_id"],
-            "host": socket.gethostname(),
-            "set_dir": set_dir,
-            "files": describe_files(set_dir),
-            "started": to_stamp(started),
-        }
-        manifest.update(details)
-        if params["engine"] == "files":
-            manifest["tree"] = count_tree(params["name"])
-        manifest["tools"]["restic"] = repo.call(["version"])[1].strip()
-        manifest["ended"] = to_stamp(utcnow())
-        with open(os.path.join(set_dir, "manifest.json"), "w") as handle:
-            json.dump(manifest, handle, indent=2, sort_keys=True)
-        paths = [set_dir] + ([params["name"]] if params["engine"] == "files" else [])
-        summary = repo.backup(paths, snapshot_tags(params, started.strftime("%Y%m%d")), params["clinic"])
-        snapshot_id = summary["snapshot_id"]
-        stored = json.loads(repo.dump(snapshot_id, os.path.join(set_dir, "manifest.json")))
-        if stored != manifest:
-            raise BackupError("snapshot %s does not hold the manifest that was written" % snapshot_id[:8])
-        return snapshot_id, manifest, summary
-    finally:
-        shutil.rmtree(set_dir, ignore_errors=True)
+from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.utc_time import utcnow
 
 
 def main():
@@ -324,10 +223,10 @@ def main():
     repo = repository_of(module)
     started = time.time()
     try:
-        preflight(module, repo)
+        preflight(params, repo)
         if module.check_mode:
             module.exit_json(changed=True, snapshot_id="", dataset=dataset, tags=tags)
-        snapshot_id, manifest, summary = back_up(module, repo)
+        snapshot_id, manifest, summary = back_up(params, repo)
     except (BackupError, ResticError, IOError, OSError) as exc:
         module.fail_json(msg="backup of %s on %s failed: %s; no snapshot was made and earlier backups are "
                          "untouched" % (dataset, params["clinic"], exc), dataset=dataset)
