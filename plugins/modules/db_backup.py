@@ -27,8 +27,8 @@ description:
   - C(files) snapshots a directory (uploaded files) as it is.
   - The manifest records clinic, engine, data set, release id, tool versions, files with sizes and
     SHA-256, per-table row counts, schema version, start, end and exit codes.
-  - Snapshots are tagged C(clinicops), C(clinic=), C(engine=), C(dataset=), C(date=) and, when given,
-    C(release=), so a backup can be found by any of them.
+  - Snapshots are tagged C(clinicops), C(clinic=), C(engine=), C(dataset=), C(date=), C(kind=) and, when
+    given, C(release=), so a backup can be found by any of them.
   - Any failed step fails the task and leaves no snapshot; the spool is always removed.
 author:
   - clinicops project (!UNKNOWN)
@@ -115,6 +115,14 @@ options:
         description: Seconds to wait for C(BGSAVE).
         type: int
         default: 120
+  kind:
+    description:
+      - V(backup) for regular backups (GFS retention applies); V(safety) for the snapshot a restore takes of
+        the state it is about to replace. Safety snapshots are kept until removed by hand and are restored
+        only when named by id.
+    type: str
+    choices: [backup, safety]
+    default: backup
   extra_tags:
     description: More snapshot tags.
     type: list
@@ -214,6 +222,7 @@ def main():
                 timeout=dict(type="int", default=120),
             )),
             extra_tags=dict(type="list", elements="str", default=[]),
+            kind=dict(type="str", choices=["backup", "safety"], default="backup"),
         ),
         supports_check_mode=True,
     )

@@ -85,6 +85,17 @@ options:
     description: Parallel C(pg_restore) jobs.
     type: int
     default: 2
+  tables:
+    description:
+      - Partial restore (PostgreSQL, O(mode=replace)) of only these tables, named as in the manifest
+        (C(table) in schema public, else C(schema.table)).
+      - In one transaction, the tables are emptied, loaded from the verified dump (triggers and foreign
+        key checks off during the load) and their row counts checked against the manifest; any error
+        or mismatch rolls it all back. Other tables are not touched.
+      - Tables that reference these through foreign keys must be named too, or the transaction is refused.
+    type: list
+    elements: str
+    default: []
 requirements:
   - restic on the clinic host
 seealso:
@@ -224,6 +235,9 @@ def restore_postgresql(module, params, restored, manifest, stamp):
     owner = check_pg_name(params["owner"] or "postgres", "owner role")
     dump = os.path.join(restored, "%s.pgdump" % manifest["database"])
     hand_to(dump, params["os_superuser"])
+    if params["tables"]:
+        counts = admin.restore_tables(dump, target, params["tables"], manifest["row_counts"])
+        return dict(target=target, row_counts=counts, tables=params["tables"])
     if params["mode"] == "scratch":
         if target == manifest["database"]:
             raise BackupError("a scratch restore needs a target other than the live database %s" % target)
@@ -303,6 +317,7 @@ def main():
             owner=dict(type="str"),
             os_superuser=dict(type="str", default="postgres"),
             jobs=dict(type="int", default=2),
+            tables=dict(type="list", elements="str", default=[]),
         ),
         required_if=[("mode", "replace", ("confirm",))],
         supports_check_mode=True,
@@ -312,6 +327,9 @@ def main():
     if params["mode"] == "replace" and params["confirm"] != params["clinic"]:
         module.fail_json(msg="restoring over the live data of %s needs confirm=%s (got %r); nothing was restored"
                          % (params["clinic"], params["clinic"], params["confirm"]))
+    if params["tables"] and (params["engine"] != "postgresql" or params["mode"] != "replace"):
+        module.fail_json(msg="tables= restores named tables of a live PostgreSQL database: it needs engine=postgresql "
+                         "and mode=replace; nothing was restored")
     repo = repository_of(module)
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
     workdir = None

@@ -111,6 +111,59 @@ def test_rows_written_backup_rows_changed_restore_rows_as_written(clinic):
     assert_unlocked_and_serving(clinic)
 
 
+def newest_regular_db_snapshot(container) -> dict:
+    found = snapshots(container, "clinicops", f"clinic={CLINIC}", "dataset=postgresql:clinicdb", "kind=backup")
+    return max(found, key=lambda snap: snap["time"])
+
+
+def test_a_partial_restore_replaces_named_tables_only_and_a_retry_never_picks_the_safety_snapshot(clinic):
+    code, output = play("backup.yml", CLINIC)
+    assert code == 0, output
+    backup = newest_regular_db_snapshot(clinic)
+    written = psql(clinic, PATIENTS)
+    psql(clinic, "UPDATE patients SET full_name = full_name || ' (edited)'")
+    psql(clinic, "INSERT INTO audit_log (actor, action, detail) VALUES ('test', 'partial', 'kept-marker')")
+    edited = psql(clinic, PATIENTS)
+
+    code, output = play(
+        "restore.yml",
+        CLINIC,
+        "-e",
+        f"restore_confirm={CLINIC}",
+        "-e",
+        '{"restore_tables": ["patients; DROP TABLE audit_log"]}',
+    )
+    assert code != 0 and "restore_tables" in output and "Nothing was changed" in output, output
+
+    # appointments references patients: restoring patients alone is refused in its transaction.
+    code, output = play(
+        "restore.yml", CLINIC, "-e", f"restore_confirm={CLINIC}", "-e", '{"restore_tables": ["patients"]}'
+    )
+    assert code != 0
+    assert 'Table "appointments" references "patients"' in output and "rolled back" in output, output
+    assert psql(clinic, PATIENTS) == edited
+
+    # The failed attempt took a safety snapshot of the edited rows; "latest" still means the backup.
+    code, output = play(
+        "restore.yml",
+        CLINIC,
+        "-e",
+        f"restore_confirm={CLINIC}",
+        "-e",
+        '{"restore_tables": ["patients", "appointments"]}',
+    )
+    assert code == 0, output
+    assert psql(clinic, PATIENTS) == written
+    assert psql(clinic, "SELECT count(*) FROM audit_log WHERE detail = 'kept-marker'") == "1", "other tables untouched"
+    record = [r for r in clinic_audit(clinic) if r["procedure"] == "restore"][-1]
+    assert record["outcome"] == "ok" and record["details"]["tables"] == "patients,appointments"
+    assert record["details"]["restored_snapshot_id"] == backup["short_id"]
+    safety = snapshots(clinic, "clinicops", f"clinic={CLINIC}", "dataset=postgresql:clinicdb", "kind=safety")
+    assert record["details"]["safety_snapshot_id"] in {snap["short_id"] for snap in safety}
+    assert_unlocked_and_serving(clinic)
+    psql(clinic, "DELETE FROM audit_log WHERE detail = 'kept-marker'")
+
+
 def test_restore_without_confirmation_is_refused_and_changes_nothing(clinic):
     before = psql(clinic, PATIENTS)
     count = len(snapshots(clinic))

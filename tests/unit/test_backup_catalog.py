@@ -219,3 +219,24 @@ def test_time_selector_property(entries: list[tuple[int, timedelta, int]], selec
     chosen = snapshot_time(select_snapshot(snapshots, selector))
     assert chosen <= until
     assert not [moment for moment in times if chosen < moment <= until]
+
+
+def safety(number: int, time: str) -> dict[str, Any]:
+    found = snap(number, time, prefix="5afe")
+    found["tags"].append("kind=safety")
+    return found
+
+
+def test_a_restores_safety_snapshot_is_never_picked_by_latest_time_or_release() -> None:
+    regular = snap(1, "2026-11-20T02:00:00Z", release="r1")
+    guard = safety(2, "2026-11-20T10:00:00Z")
+    guard["tags"].append("release=r1")
+    assert select_snapshot([guard, regular], "latest") is regular
+    assert select_snapshot([guard, regular], "20261120_120000") is regular
+    assert select_snapshot([guard, regular], "release:r1") is regular
+    assert select_snapshot([guard, regular], guard["id"][:12]) is guard
+
+
+def test_only_safety_snapshots_left_asks_for_an_id() -> None:
+    with pytest.raises(SelectionError, match=r"only safety snapshots.*name one by id"):
+        select_snapshot([safety(2, "2026-11-20T10:00:00Z")], "latest")

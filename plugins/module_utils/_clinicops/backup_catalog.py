@@ -50,15 +50,23 @@ def describe(snapshot):
 def select_snapshot(snapshots, selector):
     """The snapshot ``selector`` names among ``snapshots`` (already filtered to one data set).
 
+    Safety snapshots (tag ``kind=safety``, taken by a restore before it replaced the live data) are
+    found only by id: ``latest``, a time or a release never picks the state a restore replaced.
+
     Selectors: ``latest``; a snapshot id or its 8+ character prefix; ``YYYYMMDD_HHMMSS`` (UTC) for
     the newest snapshot taken at or before that time; ``release:<release id>`` for the newest
     snapshot bound to that release.
     """
-    ordered = sorted(snapshots, key=snapshot_time)
+    everything = sorted(snapshots, key=snapshot_time)
+    # A restore's safety snapshot holds the state that was being replaced: it is chosen only by id.
+    ordered = [s for s in everything if tags_of(s).get("kind") != "safety"]
     available = ", ".join(describe(s) for s in ordered[-5:]) or "none"
-    if not ordered:
+    if not everything:
         raise SelectionError("there is no backup of this data set")
     if selector == "latest":
+        if not ordered:
+            raise SelectionError("this data set has only safety snapshots of earlier restores (%s); name one by id"
+                                 % ", ".join(describe(s) for s in everything[-5:]))
         return ordered[-1]
     match = RELEASE.match(selector)
     if match:
@@ -77,7 +85,7 @@ def select_snapshot(snapshots, selector):
             raise SelectionError("no backup was taken at or before %s UTC (latest: %s)" % (selector, available))
         return before[-1]
     if SNAPSHOT_ID.match(selector):
-        found = [s for s in ordered if s["id"].startswith(selector)]
+        found = [s for s in everything if s["id"].startswith(selector)]
         if len(found) == 1:
             return found[0]
         if not found:

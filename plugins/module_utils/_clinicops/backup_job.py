@@ -50,7 +50,8 @@ def slug(text):
 
 def snapshot_tags(params, day):
     tags = ["clinicops", tag("clinic", params["clinic"]), tag("engine", params["engine"]),
-            dataset_tag(params["engine"], params["name"]), tag("date", day)]
+            dataset_tag(params["engine"], params["name"]), tag("date", day),
+            tag("kind", params.get("kind") or "backup")]
     if params.get("release_id"):
         tags.append(tag("release", params["release_id"]))
     return tags + list(params.get("extra_tags") or [])
@@ -138,7 +139,9 @@ def back_up(params, repo):
 
 
 def retention_tags(clinic, dataset):
-    return ["clinicops", tag("clinic", clinic), tag("dataset", dataset)]
+    # kind=backup: a restore's safety snapshot (kind=safety) must never take a day's slot from the
+    # regular backup it may be about to replace, so retention never sees (nor removes) it.
+    return ["clinicops", tag("clinic", clinic), tag("dataset", dataset), tag("kind", "backup")]
 
 
 def apply_retention(repo, clinic, dataset, fresh_snapshot, policy, dry_run):

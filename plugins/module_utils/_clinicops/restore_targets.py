@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import pwd
 import shutil
 import sqlite3
 import subprocess
@@ -82,6 +83,40 @@ class PostgresAdmin(object):
         run_checked(self.argv("pg_restore", "--dbname=%s" % database, "--no-owner", "--role=%s" % owner,
                               "--exit-on-error", "--jobs=%d" % jobs, dump_path), "pg_restore")
 
+    def restore_tables(self, dump_path, database, tables, expected):
+        """Replace the rows of ``tables`` (manifest names: ``table`` in public, else ``schema.table``) in
+        ``database`` with those of the dump, in ONE transaction that also checks each table's count
+        against ``expected``: any error or mismatch rolls everything back and the live rows stay."""
+        unknown = [table for table in tables if table not in expected]
+        if unknown:
+            raise BackupError("table(s) %s are not in this backup (it holds: %s)"
+                              % (", ".join(unknown), ", ".join(sorted(expected))))
+        qualified = dict((table, split_table(table)) for table in tables)
+        sql_file = os.path.join(os.path.dirname(dump_path), "tables.sql")
+        selection = ["--schema=%s" % schema for schema in sorted(set(pair[0] for pair in qualified.values()))]
+        selection += ["--table=%s" % pair[1] for pair in qualified.values()]
+        selection.append(dump_path)
+        # pg_restore runs as the PostgreSQL account, which cannot write into the root-only spool:
+        # its output goes to a file opened here, as root.
+        with open(sql_file, "wb") as handle:
+            process = subprocess.Popen(self.argv("pg_restore", "--data-only", "--disable-triggers", "--file=-",
+                                                 *selection), stdout=handle, stderr=subprocess.PIPE)
+            _out, err = process.communicate()
+        if process.returncode != 0:
+            raise BackupError("pg_restore of tables %s failed (exit %s): %s"
+                              % (", ".join(tables), process.returncode, err.decode("utf-8", "replace").strip()[-300:]))
+        hand_to_account(sql_file, self.os_superuser)
+        names = ", ".join("%s.%s" % (quote_ident(schema), quote_ident(name)) for schema, name in qualified.values())
+        argv = self.argv("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", database,
+                         "-c", "TRUNCATE %s" % names, "-f", sql_file)
+        for table in tables:
+            schema, name = qualified[table]
+            argv += ["-c", "DO $check$ BEGIN IF (SELECT count(*) FROM %s.%s) <> %d THEN RAISE EXCEPTION "
+                           "'row count of %s differs from the manifest (%d)'; END IF; END $check$;"
+                     % (quote_ident(schema), quote_ident(name), int(expected[table]), table, int(expected[table]))]
+        run_checked(argv, "table restore (rolled back, the live rows are unchanged)")
+        return self.row_counts(database, tables)
+
     def row_counts(self, database, tables):
         counts = {}
         for table in tables:
@@ -97,6 +132,19 @@ class PostgresAdmin(object):
         self.sql("ALTER DATABASE %s RENAME TO %s" % (quote_ident(live), quote_ident(aside)))
         self.sql("ALTER DATABASE %s RENAME TO %s" % (quote_ident(restored), quote_ident(live)))
         self.sql("COMMENT ON DATABASE %s IS NULL" % quote_ident(live))
+
+
+def split_table(table):
+    """A manifest table name -> (schema, table); both checked like database names."""
+    schema, _dot, name = table.rpartition(".")
+    return check_pg_name(schema or "public", "schema name"), check_pg_name(name, "table name")
+
+
+def hand_to_account(path, account):
+    """Let ``account`` read a root-made file in a root-only spool (owner change, mode 0600)."""
+    entry = pwd.getpwnam(account)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    os.chmod(path, 0o600)
 
 
 def compare_counts(expected, actual):

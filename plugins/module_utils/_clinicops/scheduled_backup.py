@@ -103,7 +103,8 @@ def dataset_params(config, item):
 
 
 def log(message):
-    print(message, flush=True)  # journald keeps it with the unit
+    sys.stdout.write(message + "\n")  # journald keeps it with the unit
+    sys.stdout.flush()
 
 
 def offsite_repo(config):
@@ -237,4 +238,4 @@ def main(argv=None):
 __all__ = ["load_config", "main", "run"]
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
