@@ -233,6 +233,13 @@ notes:
   type: list
   elements: str
   sample: ["release 20261125T101500Z-2.4.0 is already active; nothing to prepare"]
+switched_from:
+  description:
+    - The release that was current before this task switched away from it (V(active), V(rolled_back)).
+    - Null when nothing was switched.
+  returned: always
+  type: str
+  sample: 20261125T101500Z-2.4.0
 release_dir:
   description: Directory of O(release_id), or of the current release when no O(release_id) is given; null if neither.
   returned: always
@@ -301,6 +308,7 @@ def main():
     release_id = module.params["release_id"]
     what = "release %s in %s" % (release_id, store.app_root) if release_id else "releases in %s" % store.app_root
     try:
+        before = store.state()["current"] if module.params["state"] in ("active", "rolled_back") else None
         result = run(store, module.params, module.check_mode)
     except ReleaseError as exc:
         module.fail_json(msg="%s: %s" % (what, exc))
@@ -312,6 +320,7 @@ def main():
     for note in result["drift"]:
         module.warn(note)
     shown = release_id or result["current"]
+    result["switched_from"] = before if before != result["current"] else None
     module.exit_json(release_dir=store.release_dir(shown) if shown else None, **result)
 
 
