@@ -16,12 +16,12 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/build/collections
 export ANSIBLE_PIPELINING := True
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv collection lab demo demo-down test lint sanity unit integration molecule bench clean
+.PHONY: help venv collection lab demo demo-down test lint sanity unit integration molecule bench bench-deploy clean
 
 help:
-	@echo "make demo   - set up everything and run the lab demo (3 clinics: health, backup, restore drill)"
+	@echo "make demo   - set up everything and run the lab demo (3 clinics: health, backup, drill, deploy in waves)"
 	@echo "make test   - run every quality gate and test suite (CI runs this)"
-	@echo "make lint | sanity | unit | integration | molecule | bench | demo-down | clean"
+	@echo "make lint | sanity | unit | integration | molecule | bench | bench-deploy | demo-down | clean"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
@@ -42,6 +42,11 @@ demo: lab
 	$(BIN)/clinicops health
 	$(BIN)/clinicops backup
 	$(BIN)/clinicops drill
+	$(BIN)/clinicops deploy --version 2.0.0
+	@echo "clinicops: next, a release whose health check fails: the canary must roll back by itself"
+	@if $(BIN)/clinicops deploy --version 2.1.0-broken-health --health-deadline 15; then \
+	  echo "the broken release was not stopped by the health gate"; exit 1; fi
+	$(BIN)/clinicops health
 
 demo-down: venv
 	$(BIN)/clinicops lab down
@@ -62,14 +67,22 @@ unit: venv
 integration: collection
 	$(BIN)/pytest tests/integration
 
+# Roles with molecule scenarios (roles/<role>/molecule/*), one after the other: each starts its own clinic container.
+MOLECULE_ROLES := clinic_host backup restore
+
 molecule: collection
 	$(BIN)/python -m clinicops lab image
-	cd roles/clinic_host && $(BIN)/molecule test --all
+	for role in $(MOLECULE_ROLES); do (cd roles/$$role && $(BIN)/molecule test --all) || exit 1; done
 
 # On demand only, never part of `make test`: backup/restore against pg_dump/pg_restore on lab `bench`
 # (see bench/README.md; BENCH_ARGS="--runs 5 --experiments --down" passes options).
 bench: collection
 	$(BIN)/python bench/backup_restore.py $(BENCH_ARGS)
+
+# On demand only, never part of `make test`: rollback against a swap by hand, deploy to 1 clinic against 10, on lab
+# `benchdeploy` (10 clinics; see bench/README.md; BENCH_ARGS="--runs 5 --down" passes options).
+bench-deploy: collection
+	$(BIN)/python bench/deploy_rollback.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

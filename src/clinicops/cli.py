@@ -92,14 +92,73 @@ def cmd_health(args: argparse.Namespace) -> int:
     return EXIT_FAILED if unhealthy or result.rc != 0 else EXIT_OK
 
 
+def parse_waves(text: str) -> list[int | str]:
+    """``1,25%,100%`` -> ``[1, "25%", "100%"]`` (Ansible's serial list): counts or percentages."""
+    waves: list[int | str] = []
+    for part in (item.strip() for item in text.split(",")):
+        number = part[:-1] if part.endswith("%") else part
+        if not number.isdigit() or int(number) == 0 or (part.endswith("%") and int(number) > 100):
+            raise UsageError(f"--waves {text!r}: each wave is a clinic count or a percentage (e.g. 1,25%,100%)")
+        waves.append(part if part.endswith("%") else int(part))
+    return waves
+
+
+def deploy_vars(args: argparse.Namespace) -> dict:
+    """Extra vars of a deploy: the version, exactly one source, one release id for every wave."""
+    from datetime import UTC, datetime
+
+    from clinicops.project import project_root
+
+    sources = [name for name in ("artifact", "url", "git_repo") if getattr(args, name)]
+    artifact = args.artifact
+    if not sources:
+        lab_artifact = project_root() / "build" / "artifacts" / f"clinic-app-{args.version}.tar.gz"
+        if not lab_artifact.is_file():
+            raise UsageError(f"no source for version {args.version}: give --artifact, --url or --git-repo")
+        artifact = str(lab_artifact)
+    elif len(sources) > 1:
+        raise UsageError("give only one of --artifact, --url, --git-repo")
+    if args.url and not args.checksum:
+        raise UsageError("--url needs --checksum sha256:<hex>")
+    if args.git_repo and not args.git_ref:
+        raise UsageError("--git-repo needs --git-ref")
+    release_id = args.release_id or f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{args.version}"
+    extravars: dict = {
+        "deploy_version": args.version,
+        "deploy_release_id": release_id,
+        "deploy_waves": parse_waves(args.waves),
+        "deploy_max_fail_percentage": args.max_fail_percentage,
+    }
+    if artifact:
+        extravars["deploy_artifact"] = str(Path(artifact).resolve())
+    if args.url:
+        extravars["deploy_artifact_url"] = args.url
+    if args.checksum:
+        extravars["deploy_artifact_checksum"] = args.checksum
+    if args.git_repo:
+        extravars.update(deploy_git_repo=args.git_repo, deploy_git_ref=args.git_ref)
+    if args.health_deadline:
+        extravars["deploy_health_deadline"] = args.health_deadline
+    return extravars
+
+
+def rollback_vars(args: argparse.Namespace) -> dict:
+    extravars: dict = {"rollback_to": args.to or "", "rollback_force": args.force}
+    if args.restore_data:
+        extravars.update(rollback_restore_data=True, rollback_confirm=args.confirm or "")
+    return extravars
+
+
 # Procedure commands: command -> (playbook, title, extra vars built from the options).
 PROCEDURES = {
+    "deploy": ("deploy", "deploy", deploy_vars),
+    "rollback": ("rollback", "rollback", rollback_vars),
     "backup": ("backup", "backup", lambda a: {"backup_release_id": a.release_id} if a.release_id else {}),
     "drill": ("restore_drill", "restore drill", lambda a: {"restore_snapshot": a.snapshot}),
     "restore": (
         "restore",
         "restore",
-        lambda a: {"restore_snapshot": a.snapshot, "restore_confirm": a.confirm or ""},
+        lambda a: {"restore_snapshot": a.snapshot, "restore_confirm": a.confirm or "", "restore_tables": a.table or []},
     ),
 }
 
@@ -186,11 +245,36 @@ def build_parser() -> argparse.ArgumentParser:
     restore = sub.add_parser("restore", help="restore a clinic's data over the live data (needs --confirm)")
     _fleet_arguments(restore)
     restore.add_argument("--confirm", help="the clinic's id: required to restore over its live data")
+    restore.add_argument(
+        "--table", action="append", help="restore only this table (repeat; PostgreSQL; table or schema.table)"
+    )
     for child in (drill, restore):
         child.add_argument(
             "--snapshot", default="latest", help="latest, a snapshot id, YYYYMMDD_HHMMSS (UTC) or release:<id>"
         )
-    for child in (backup, drill, restore):
+    deploy = sub.add_parser("deploy", help="deploy a release in waves (canary first), health-gated, auto rollback")
+    _fleet_arguments(deploy)
+    deploy.add_argument("--version", required=True, help="version to deploy (e.g. 2.0.0)")
+    deploy.add_argument("--artifact", help="release tarball (default in the lab: build/artifacts/clinic-app-VERSION)")
+    deploy.add_argument("--url", help="release tarball URL (needs --checksum)")
+    deploy.add_argument("--checksum", help="sha256:<hex> of the artifact (default: the .sha256 file beside it)")
+    deploy.add_argument("--git-repo", help="git repository to deploy from (with --git-ref)")
+    deploy.add_argument("--git-ref", help="tag, branch or commit")
+    deploy.add_argument("--release-id", help="release id (default: UTC time + version, one for the whole run)")
+    deploy.add_argument("--waves", default="1,25%,100%", help="batches: counts or percentages (default 1,25%%,100%%)")
+    deploy.add_argument(
+        "--max-fail-percentage", type=int, default=0, help="failed clinics tolerated per wave (default 0)"
+    )
+    deploy.add_argument("--health-deadline", type=int, help="seconds a new release has to become healthy")
+    rollback = sub.add_parser("rollback", help="roll back to the previous good release (or --to), health-gated")
+    _fleet_arguments(rollback)
+    rollback.add_argument("--to", help="release id to roll back to (default: the previous good release)")
+    rollback.add_argument("--force", action="store_true", help="allow a target marked bad or unfinished")
+    rollback.add_argument(
+        "--restore-data", action="store_true", help="also restore the database bound to the release left"
+    )
+    rollback.add_argument("--confirm", help="the clinic's id: required with --restore-data")
+    for child in (backup, drill, restore, deploy, rollback):
         child.add_argument("--check", action="store_true", help="dry run: report what would change")
         child.set_defaults(func=cmd_procedure)
 

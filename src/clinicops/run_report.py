@@ -14,6 +14,10 @@ from clinicops.runner import RunResult
 # Report keys shown as the "details" column, in this order, when a procedure publishes them.
 DETAIL_KEYS = (
     "release_id",
+    "version",
+    "previous",
+    "deployed",
+    "backup",
     "snapshot_id",
     "snapshot_time",
     "backup_age_hours",

@@ -13,7 +13,7 @@ import pytest
 
 from clinicops import __version__, runner
 from clinicops.cli import main
-from clinicops.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from clinicops.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from clinicops.runner import REPORT_STATS_KEY
 
 
@@ -155,3 +155,44 @@ def test_restore_passes_confirmation_and_snapshot_and_a_failure_exits_1(
     row = json.loads(capsys.readouterr().out)["clinics"][0]
     assert row["failed_task"] == "Refuse to restore over live data without the clinic's name"
     assert row["message"] == "restoring over the live data of paris needs -e restore_confirm=paris"
+
+
+def test_waves_are_counts_or_percentages() -> None:
+    from clinicops.cli import parse_waves
+
+    assert parse_waves("1,25%,100%") == [1, "25%", "100%"]
+    assert parse_waves("2, 50%") == [2, "50%"]
+    for bad in ("0", "1,abc", "150%", "", "1;rm -rf /"):
+        with pytest.raises(UsageError, match="each wave is a clinic count or a percentage"):
+            parse_waves(bad)
+
+
+def test_deploy_makes_one_release_id_and_passes_exactly_one_source(tmp_path) -> None:
+    from clinicops.cli import build_parser, deploy_vars
+
+    artifact = tmp_path / "app-2.0.0.tar.gz"
+    artifact.write_bytes(b"x")
+    args = build_parser().parse_args(["deploy", "--version", "2.0.0", "--artifact", str(artifact)])
+    extravars = deploy_vars(args)
+    assert extravars["deploy_release_id"].endswith("Z-2.0.0")
+    assert extravars["deploy_artifact"] == str(artifact.resolve())
+    assert extravars["deploy_waves"] == [1, "25%", "100%"] and extravars["deploy_max_fail_percentage"] == 0
+    assert "deploy_artifact_url" not in extravars and "deploy_git_repo" not in extravars
+    both = build_parser().parse_args(["deploy", "--version", "2", "--artifact", "a", "--url", "http://x/a"])
+    with pytest.raises(UsageError, match="only one of"):
+        deploy_vars(both)
+    url = build_parser().parse_args(["deploy", "--version", "2", "--url", "http://x/a"])
+    with pytest.raises(UsageError, match="--url needs --checksum"):
+        deploy_vars(url)
+
+
+def test_rollback_with_data_passes_the_confirmation() -> None:
+    from clinicops.cli import build_parser, rollback_vars
+
+    args = build_parser().parse_args(["rollback", "--restore-data", "--confirm", "kinshasa", "--to", "r1"])
+    assert rollback_vars(args) == {
+        "rollback_to": "r1",
+        "rollback_force": False,
+        "rollback_restore_data": True,
+        "rollback_confirm": "kinshasa",
+    }
