@@ -187,6 +187,7 @@ from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.resto
     PostgresAdmin,
     compare_counts,
     place_file,
+    replace_sqlite,
     sqlite_counts,
     verify_set,
 )
@@ -279,9 +280,7 @@ def restore_sqlite(params, restored, manifest):
     if mismatches:
         raise BackupError("row counts differ from the manifest: %s" % mismatches)
     if params["mode"] == "replace" and os.path.exists(target):
-        previous = "%s.before-%s" % (target, utcnow().strftime("%Y%m%dT%H%M%SZ"))
-        shutil.copyfile(target, previous)
-        place_file(source_file, target)
+        previous = replace_sqlite(source_file, target, utcnow().strftime("%Y%m%dT%H%M%SZ"))
         return dict(target=target, row_counts=counts, previous=previous)
     place_file(source_file, target)
     return dict(target=target, row_counts=counts)

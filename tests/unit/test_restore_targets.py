@@ -6,6 +6,8 @@ import hashlib
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.resto
     PostgresAdmin,
     compare_counts,
     place_file,
+    replace_sqlite,
     run_checked,
     sqlite_counts,
     verify_set,
@@ -353,3 +356,34 @@ def test_sha_of_placed_file_matches_source(tmp_path: Path) -> None:
     (tmp_path / "src").write_bytes(data)
     place_file(str(tmp_path / "src"), str(tmp_path / "dst"))
     assert hashlib.sha256((tmp_path / "dst").read_bytes()).digest() == hashlib.sha256(data).digest()
+
+
+def test_replacing_a_wal_database_moves_its_wal_aside_with_the_old_copy(tmp_path: Path) -> None:
+    """A stale -wal beside the restored file would be replayed into it; it goes with the kept copy."""
+    live = tmp_path / "clinic.sqlite"
+    # The app dies (as when its service is stopped hard) after committing into the WAL, before any
+    # checkpoint: the rows exist only in clinic.sqlite-wal.
+    writer = (
+        "import os, sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1])\n"
+        "db.execute('PRAGMA journal_mode=WAL'); db.execute('PRAGMA wal_autocheckpoint=0')\n"
+        "db.execute('CREATE TABLE visits (id INTEGER PRIMARY KEY, note TEXT)')\n"
+        "db.executemany('INSERT INTO visits (note) VALUES (?)', [('live',)] * 5); db.commit()\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", writer, str(live)], check=True)
+    assert (tmp_path / "clinic.sqlite-wal").stat().st_size > 0
+    restored = tmp_path / "restored.sqlite"
+    backup = sqlite3.connect(restored)
+    backup.execute("CREATE TABLE visits (id INTEGER PRIMARY KEY, note TEXT)")
+    backup.executemany("INSERT INTO visits (note) VALUES (?)", [("restored",)] * 2)
+    backup.commit()
+    backup.close()
+
+    previous = replace_sqlite(str(restored), str(live), "20261126T000000Z")
+
+    assert not (tmp_path / "clinic.sqlite-wal").exists() and not (tmp_path / "clinic.sqlite-shm").exists()
+    assert sqlite_counts(str(live)) == {"visits": 2}
+    assert [row[0] for row in sqlite3.connect(live).execute("SELECT DISTINCT note FROM visits")] == ["restored"]
+    # The kept copy still has every committed row of the old database, WAL included.
+    assert sqlite3.connect(previous).execute("SELECT count(*) FROM visits").fetchone()[0] == 5

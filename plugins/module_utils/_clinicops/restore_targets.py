@@ -167,6 +167,24 @@ def sqlite_counts(path):
         conn.close()
 
 
+SQLITE_SIBLINGS = ("-wal", "-shm", "-journal")
+
+
+def replace_sqlite(source, target, stamp):
+    """Put the restored SQLite file ``source`` in place of ``target`` (its writers stopped).
+
+    The replaced database is kept as ``<target>.before-<stamp>`` WITH its ``-wal``/``-shm``/``-journal``
+    siblings moved beside it: they hold committed pages of the old database, and left next to the
+    restored file SQLite would replay the old WAL into it. Returns the kept path."""
+    previous = "%s.before-%s" % (target, stamp)
+    shutil.copyfile(target, previous)
+    for suffix in SQLITE_SIBLINGS:
+        if os.path.exists(target + suffix):
+            os.rename(target + suffix, previous + suffix)
+    place_file(source, target)
+    return previous
+
+
 def place_file(source, target):
     """Copy ``source`` next to ``target`` and rename it into place (atomic on one file system)."""
     directory = os.path.dirname(target) or "."
