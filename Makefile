@@ -56,6 +56,8 @@ test: lint sanity unit integration molecule
 lint: collection
 	$(BIN)/ruff check src tests lab plugins bench
 	$(BIN)/ruff format --check src tests lab bench
+	@# A copy installed earlier in the user's collections would shadow the tree being linted.
+	rm -rf $(HOME)/.ansible/collections/ansible_collections/clinicops
 	cd $(COLLECTION) && $(BIN)/ansible-lint --profile production --strict roles playbooks
 
 sanity: collection

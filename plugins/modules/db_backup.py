@@ -232,7 +232,7 @@ def main():
     repo = repository_of(module)
     started = time.time()
     try:
-        preflight(params, repo)
+        preflight(params, repo, dry_run=module.check_mode)
         if module.check_mode:
             module.exit_json(changed=True, snapshot_id="", dataset=dataset, tags=tags)
         snapshot_id, manifest, summary = back_up(params, repo)

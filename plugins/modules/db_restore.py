@@ -216,18 +216,30 @@ def fetch_set(repo, snapshot, workdir):
 
 def hand_to(path, account):
     """Let ``account`` (and root) read ``path``: the file becomes that account's, mode 0600, and
-    every directory above it gains the search bit for others (traversal only, never listing)."""
+    every directory above it gains the search bit for others (traversal only, never listing).
+
+    Returns the directories loosened, with their modes, for ``tighten`` to put back: a restore
+    must not leave the root-only backup directories searchable."""
     entry = pwd.getpwnam(account)
+    loosened = []
     directory = os.path.dirname(path)
     while True:
         mode = os.stat(directory).st_mode & 0o7777
         if not mode & 0o001:
             os.chmod(directory, mode | 0o111)
+            loosened.append((directory, mode))
         if directory == "/":
             break
         directory = os.path.dirname(directory)
     os.chown(path, entry.pw_uid, entry.pw_gid)
     os.chmod(path, 0o600)
+    return loosened
+
+
+def tighten(loosened):
+    for directory, mode in loosened:
+        if os.path.isdir(directory):
+            os.chmod(directory, mode)
 
 
 def restore_postgresql(module, params, restored, manifest, stamp):
@@ -235,7 +247,14 @@ def restore_postgresql(module, params, restored, manifest, stamp):
     admin = PostgresAdmin(params["os_superuser"], manifest["server_version_num"] // 10000)
     owner = check_pg_name(params["owner"] or "postgres", "owner role")
     dump = os.path.join(restored, "%s.pgdump" % manifest["database"])
-    hand_to(dump, params["os_superuser"])
+    loosened = hand_to(dump, params["os_superuser"])
+    try:
+        return load_postgresql(params, admin, target, owner, dump, manifest, stamp)
+    finally:
+        tighten(loosened)
+
+
+def load_postgresql(params, admin, target, owner, dump, manifest, stamp):
     if params["tables"]:
         counts = admin.restore_tables(dump, target, params["tables"], manifest["row_counts"])
         return dict(target=target, row_counts=counts, tables=params["tables"])

@@ -46,7 +46,7 @@ def assert_unlocked_and_serving(container) -> None:
 def test_backup_makes_tagged_encrypted_snapshots_with_manifests(clinic):
     found = snapshots(clinic, "clinicops", f"clinic={CLINIC}")
     datasets = {tag.split("=", 1)[1] for snap in found for tag in snap["tags"] if tag.startswith("dataset=")}
-    assert {"postgresql:clinicdb", "redis:redis", "files:_srv_clinic_shared_uploads"} <= datasets
+    assert {"postgresql:clinicdb", "redis:redis", "files:/srv/clinic/shared/uploads"} <= datasets
     latest_db = max((s for s in found if "dataset=postgresql:clinicdb" in s["tags"]), key=lambda s: s["time"])
     set_dir = "/var/backups/clinicops/spool/postgresql-clinicdb"
     env = {"RESTIC_REPOSITORY": "/var/backups/clinicops/repo", "RESTIC_PASSWORD_FILE": "/etc/clinicops/restic-password"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ok_in, play, psql, restic, run_in, snapshots
+from conftest import PLAYBOOKS, ansible_playbook, ok_in, play, psql, restic, run_in, snapshots
 
 CLINIC = "lubumbashi"
 ZONE = "Africa/Lubumbashi"
@@ -71,7 +71,7 @@ def test_the_nightly_job_makes_the_same_verified_backup_and_it_restores(clinic):
     assert datasets == {
         "dataset=postgresql:clinicdb",
         "dataset=redis:redis",
-        "dataset=files:_srv_clinic_shared_uploads",
+        "dataset=files:/srv/clinic/shared/uploads",
     }
     db_snapshot = next(snap for snap in made if "dataset=postgresql:clinicdb" in snap["tags"])
     manifest = json.loads(
@@ -154,3 +154,28 @@ def test_turning_the_schedule_off_removes_the_timer(clinic):
     assert code == 0, output
     assert ok_in(clinic, ["systemctl", "is-enabled", "clinicops-backup.timer"]).strip() == "enabled"
     assert len(snapshots(clinic, "clinicops", f"clinic={CLINIC}")) == count
+
+
+def test_retention_in_check_mode_lists_exactly_what_it_would_remove_and_removes_nothing(clinic, tmp_path):
+    """Two backups of the same day: the GFS policy keeps the newest; the dry run names the older one."""
+    db_only = json.dumps(
+        {"backup_prune": False, "backup_datasets": [{"engine": "postgresql", "name": "clinicdb", "user": "clinic_app"}]}
+    )
+    for _ in range(2):
+        code, output = play("backup.yml", CLINIC, "-e", db_only)
+        assert code == 0, output
+    tags = ("clinicops", f"clinic={CLINIC}", "dataset=postgresql:clinicdb", "kind=backup")
+    before = sorted(snapshots(clinic, *tags), key=lambda snap: snap["time"])
+    assert len(before) >= 2
+    expected = {snap["short_id"] for snap in before[:-1] if snap["time"][:10] == before[-1]["time"][:10]}
+    assert expected, "the older backup of the same day is what the daily rule drops"
+    out = tmp_path / "dry-run.json"
+    run = ansible_playbook(
+        PLAYBOOKS / "retention_dry_run.yml", "-e", f"target={CLINIC} fresh={before[-1]['short_id']} out={out}"
+    )
+    output, _ = run.communicate(timeout=300)
+    assert run.returncode == 0, output
+    answer = json.loads(out.read_text())
+    assert set(answer["removed"]) == expected
+    assert answer["restic_flags"] == ["--keep-daily", "30", "--keep-weekly", "12", "--keep-monthly", "12"]
+    assert sorted(snap["id"] for snap in snapshots(clinic, *tags)) == sorted(snap["id"] for snap in before)

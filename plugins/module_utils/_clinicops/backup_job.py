@@ -57,15 +57,22 @@ def snapshot_tags(params, day):
     return tags + list(params.get("extra_tags") or [])
 
 
-def preflight(params, repo):
-    """Refuse before anything is written: bad name, missing directory or password, no repository, full disk."""
+def preflight(params, repo, dry_run=False):
+    """Refuse before anything is written: bad name, missing directory or password, no repository, full disk.
+
+    In a dry run, a password file or repository that does not exist yet is what the same run would
+    have set up first (the backup role's repository tasks): it is not an error then."""
     if params["engine"] == "postgresql":
         check_pg_name(params["name"])
     if params["engine"] == "files" and not os.path.isdir(params["name"]):
         raise BackupError("directory %s does not exist" % params["name"])
     if not os.path.isfile(params["password_file"]):
+        if dry_run:
+            return None
         raise BackupError("repository password file %s does not exist" % params["password_file"])
     if not repo.is_initialized():
+        if dry_run:
+            return None
         raise BackupError("repository %s is not reachable or not initialised" % params["repository"])
     spool_root = params["spool_dir"]
     probe = spool_root if os.path.isdir(spool_root) else os.path.dirname(spool_root.rstrip("/")) or "/"

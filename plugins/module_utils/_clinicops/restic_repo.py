@@ -16,9 +16,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
-import re
+from urllib.parse import quote
 
-TAG_SAFE = re.compile(r"[^A-Za-z0-9._:=@+-]")
+# Characters a tag value keeps as they are; every other one is percent-encoded (and "%" itself), so
+# two different values never make the same tag: /srv/a_b and /srv/a/b stay two data sets.
+TAG_KEEP = "._:=@+/-"
 
 # Our retention vocabulary -> restic's flags. restic keeps a snapshot when ANY rule keeps it
 # (the rules are OR-ed), per group of snapshots (here: one group per data set tag).
@@ -61,8 +63,9 @@ class ResticError(Exception):
 
 
 def tag(key, value):
-    """A snapshot tag ``key=value`` with characters restic tags cannot hold replaced."""
-    return "%s=%s" % (key, TAG_SAFE.sub("_", str(value)))
+    """A snapshot tag ``key=value``; the value percent-encoded outside letters, digits and ``._:=@+/-``
+    (restic splits ``--tag`` on commas), which keeps distinct values distinct."""
+    return "%s=%s" % (key, quote(str(value), safe=TAG_KEEP))
 
 
 def dataset_tag(engine, name):
