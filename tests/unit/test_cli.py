@@ -178,6 +178,10 @@ def test_deploy_makes_one_release_id_and_passes_exactly_one_source(tmp_path) -> 
     assert extravars["deploy_artifact"] == str(artifact.resolve())
     assert extravars["deploy_waves"] == [1, "25%", "100%"] and extravars["deploy_max_fail_percentage"] == 0
     assert "deploy_artifact_url" not in extravars and "deploy_git_repo" not in extravars
+    compose = build_parser().parse_args(["deploy", "--version", "2.4.1", "--image", "registry.example/app"])
+    assert deploy_vars(compose)["deploy_strategy"] == "compose"
+    assert deploy_vars(compose)["deploy_compose_image"] == "registry.example/app"
+    assert "deploy_artifact" not in deploy_vars(compose)
     both = build_parser().parse_args(["deploy", "--version", "2", "--artifact", "a", "--url", "http://x/a"])
     with pytest.raises(UsageError, match="only one of"):
         deploy_vars(both)
