@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -223,6 +225,91 @@ def test_a_deploy_is_refused_while_a_backup_holds_the_clinic_lock(fleet):
         assert current(kinshasa) == RELEASE
     finally:
         run_in(kinshasa, ["rm", "-f", "/var/lib/clinicops/clinic.lock"])
+
+
+def test_a_git_ref_and_a_url_with_checksum_deploy_too(fleet, tmp_path):
+    kinshasa = fleet["kinshasa"]
+    # A repository on the clinic holding the app's files, tagged (a stand-in for the app's git server).
+    ok_in(
+        kinshasa,
+        [
+            "sh",
+            "-c",
+            (
+                "rm -rf /tmp/appsrc /srv/git && mkdir -p /tmp/appsrc /srv/git"
+                " && tar -xzf /var/cache/clinicops/artifacts/clinic-app-2.0.0.tar.gz -C /tmp/appsrc"
+                " && git -C /tmp/appsrc init -q && git -C /tmp/appsrc add -A"
+                " && git -C /tmp/appsrc -c user.email=ci@clinicops.invalid -c user.name=ci commit -qm app"
+                " && git -C /tmp/appsrc tag v2-git && git clone -q --bare /tmp/appsrc /srv/git/clinic-app.git"
+            ),
+        ],
+    )
+    code, output = play(
+        "deploy.yml",
+        "kinshasa",
+        "-e",
+        "deploy_version=2.0.0-git",
+        "-e",
+        "deploy_release_id=itest-git",
+        "-e",
+        "deploy_git_repo=/srv/git/clinic-app.git",
+        "-e",
+        "deploy_git_ref=v2-git",
+    )
+    assert code == 0, output
+    assert current(kinshasa) == "itest-git" and served(kinshasa)["release"] == "itest-git"
+    assert run_in(kinshasa, ["test", "-e", "/srv/clinic/releases/itest-git/.git"])[0] == 1, "no repository in a release"
+    mirrors = ok_in(kinshasa, ["ls", "/var/cache/clinicops/git"]).split()
+    assert len(mirrors) == 1 and mirrors[0].endswith(".git")
+
+    # A URL with its checksum: the artifacts served over HTTP from the controller.
+    server = subprocess.Popen(
+        [sys.executable, "-u", "-m", "http.server", "--bind", "0.0.0.0", "--directory", str(ARTIFACTS), "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        port = int(server.stdout.readline().split(" port ")[1].split()[0])
+        kinshasa.reload()
+        gateway = next(iter(kinshasa.attrs["NetworkSettings"]["Networks"].values()))["Gateway"]
+        url = f"http://{gateway}:{port}/clinic-app-1.0.0.tar.gz"
+        checksum = "sha256:" + (ARTIFACTS / "clinic-app-1.0.0.tar.gz.sha256").read_text().split()[0]
+        wrong = "sha256:" + "1" * 64
+        code, output = play(
+            "deploy.yml",
+            "kinshasa",
+            "-e",
+            "deploy_version=1.0.0",
+            "-e",
+            "deploy_release_id=itest-badurl",
+            "-e",
+            f"deploy_artifact_url={url}",
+            "-e",
+            f"deploy_artifact_checksum={wrong}",
+        )
+        assert code != 0 and "did not match" in output, output
+        assert current(kinshasa) == "itest-git"
+        code, output = play(
+            "deploy.yml",
+            "kinshasa",
+            "-e",
+            "deploy_version=1.0.0",
+            "-e",
+            "deploy_release_id=itest-url",
+            "-e",
+            f"deploy_artifact_url={url}",
+            "-e",
+            f"deploy_artifact_checksum={checksum}",
+        )
+        assert code == 0, output
+        assert current(kinshasa) == "itest-url" and served(kinshasa)["version"] == "1.0.0"
+    finally:
+        server.terminate()
+        server.wait()
+    code, output = play("rollback.yml", "kinshasa", "-e", f"rollback_to={RELEASE}")
+    assert code == 0, output
+    assert current(kinshasa) == RELEASE and unlocked(kinshasa)
 
 
 def test_a_deploy_whose_controller_was_killed_converges_when_the_run_is_resumed(fleet):
