@@ -33,6 +33,10 @@ def outcome_rows(result: RunResult) -> list[dict[str, Any]]:
         report = host.report
         if not report and host.outcome == "ok":
             continue  # took part only in the run-context play (e.g. the vault host)
+        if report.get("reached") is False and host.outcome in ("ok", "not run"):
+            # Named at the start of the run, never reached by a wave (an earlier wave failed).
+            rows.append({"clinic": name, "outcome": "not reached", "details": {}, "failed_task": None, "message": ""})
+            continue
         details = {key: report[key] for key in DETAIL_KEYS if report.get(key) not in (None, "", {})}
         rows.append(
             {
