@@ -54,8 +54,8 @@ demo-down: venv
 test: lint sanity unit integration molecule
 
 lint: collection
-	$(BIN)/ruff check src tests lab plugins bench
-	$(BIN)/ruff format --check src tests lab bench
+	$(BIN)/ruff check src tests lab plugins bench roles
+	$(BIN)/ruff format --check src tests lab bench roles
 	@# A copy installed earlier in the user's collections would shadow the tree being linted.
 	rm -rf $(HOME)/.ansible/collections/ansible_collections/clinicops
 	cd $(COLLECTION) && $(BIN)/ansible-lint --profile production --strict roles playbooks
@@ -70,7 +70,7 @@ integration: collection
 	$(BIN)/pytest tests/integration
 
 # Roles with molecule scenarios (roles/<role>/molecule/*), one after the other: each starts its own clinic container.
-MOLECULE_ROLES := clinic_host backup restore
+MOLECULE_ROLES := clinic_host backup restore deploy rollback
 
 molecule: collection
 	$(BIN)/python -m clinicops lab image
