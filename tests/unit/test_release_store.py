@@ -554,6 +554,17 @@ def test_cleanup_never_removes_the_active_or_last_good_release(root: Path, store
     assert store.state()["previous"] == "r3"
 
 
+def test_a_release_rolled_back_from_stays_within_keep_to_roll_forward_to(root: Path, store: ReleaseStore) -> None:
+    for release_id in ("r2", "r3"):
+        deploy(store, release_id)
+    store.rollback()  # operator: r3 -> r2, r3 marked rolled_back
+    deploy(store, "r4")
+    result = store.cleanup(keep=3)
+    assert "r3" not in result["removed"] and (root / "releases" / "r3").is_dir()
+    assert store.state()["previous"] == "r2"  # never chosen automatically
+    assert store.rollback(to="r3")["current"] == "r3"  # but still there to roll forward to by name
+
+
 def test_bad_and_unfinished_releases_do_not_count_toward_keep(root: Path, store: ReleaseStore) -> None:
     deploy(store, "r2")
     store.prepare("broken")

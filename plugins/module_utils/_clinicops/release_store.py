@@ -64,6 +64,8 @@ BAD_MARKER = ".clinicops-bad"
 MARKERS = (UNFINISHED_MARKER, BAD_MARKER)
 STATUSES = ("unfinished", "active", "inactive", "bad", "rolled_back")
 GOOD = ("active", "inactive")
+# Kept by keep-N cleanup: good code, including a release an operator rolled back from.
+KEPT = ("active", "inactive", "rolled_back")
 
 
 class ReleaseError(Exception):
@@ -613,12 +615,13 @@ class ReleaseStore(object):
         return self._finish(plan, check_mode)
 
     def cleanup(self, keep=5, exclude=None, check_mode=False):
-        """Remove releases beyond the ``keep`` newest good ones (active and inactive, in log order).
+        """Remove releases beyond the ``keep`` newest kept ones (active, inactive and rolled back, in log order).
 
-        Never removed: the current release, the previous good one, ``exclude``. Unfinished, bad and
-        rolled-back releases do not count toward ``keep`` and are removed; so are log entries whose
-        directory is gone, and unlisted directories that carry an unfinished marker. ``removed``
-        lists the ids.
+        Never removed: the current release, the previous good one, ``exclude``. A rolled-back release
+        was good code an operator stepped away from: it stays within ``keep`` so that one can roll
+        forward to it by name. Unfinished and bad releases do not count toward ``keep`` and are
+        removed; so are log entries whose directory is gone, and unlisted directories that carry an
+        unfinished marker. ``removed`` lists the ids.
         """
         if not isinstance(keep, int) or keep < 0:
             refuse("keep must be a number of releases, 0 or more, got %r" % (keep,))
@@ -626,7 +629,7 @@ class ReleaseStore(object):
             validate_release_id(exclude, "excluded release id")
         plan = self._load()
         protected = {plan.current, plan.previous(), exclude} - {None}
-        good = [e["id"] for e in plan.entries if e["status"] in GOOD and e["id"] in plan.present]
+        good = [e["id"] for e in plan.entries if e["status"] in KEPT and e["id"] in plan.present]
         kept = protected | set(good[max(len(good) - keep, 0):] if keep else [])
         for entry in list(plan.entries):
             if entry["id"] not in kept:
