@@ -179,10 +179,10 @@ def inventory_clinics(inventory: Path) -> list[str]:
     return walk(data["all"]["children"]["clinics"])
 
 
-def lab_clinics(lab: str, inventory: Path, bring_up: bool) -> list[Clinic]:
+def lab_clinics(lab: str, inventory: Path, bring_up: bool, count: int = CLINICS) -> list[Clinic]:
     if bring_up:
-        log(f"clinicops lab up --name {lab} --clinics {CLINICS} (several minutes the first time)")
-        argv = [str(BIN / "clinicops"), "lab", "up", "--name", lab, "--clinics", str(CLINICS)]
+        log(f"clinicops lab up --name {lab} --clinics {count} (several minutes the first time)")
+        argv = [str(BIN / "clinicops"), "lab", "up", "--name", lab, "--clinics", str(count)]
         done = subprocess.run(argv, stdout=sys.stderr, stderr=sys.stderr, env=tool_env(), check=False)
         if done.returncode != 0:
             raise BenchError(f"clinicops lab up --name {lab} exited {done.returncode}")
@@ -191,9 +191,9 @@ def lab_clinics(lab: str, inventory: Path, bring_up: bool) -> list[Clinic]:
     by_host = {container.labels["clinicops.lab.host"]: container for container in found}
     order = inventory_clinics(inventory) if (inventory / "hosts.yml").is_file() else []
     missing = [host for host in order if host not in by_host]
-    if missing or len(by_host) < CLINICS:
+    if missing or len(by_host) < count:
         raise BenchError(
-            f"lab {lab!r} runs {len(by_host)} clinics, {CLINICS} needed (missing: {missing}); run without --no-lab-up"
+            f"lab {lab!r} runs {len(by_host)} clinics, {count} needed (missing: {missing}); run without --no-lab-up"
         )
     clinics = []
     for host in order:
@@ -674,7 +674,9 @@ def main(argv: list[str] | None = None) -> int:
     inventory = ROOT / "inventories" / f"lab-{args.lab}"
     samples = Samples()
     try:
-        clinics = lab_clinics(args.lab, inventory, bring_up=not args.no_lab_up)
+        # The rollback needs one clinic; the deploy comparison needs ten.
+        count = 1 if args.only == "rollback" else CLINICS
+        clinics = lab_clinics(args.lab, inventory, bring_up=not args.no_lab_up, count=count)
         ansible = Ansible(inventory)
         samples.facts.update(
             {

@@ -236,6 +236,8 @@ def main():
             lock.release(params["owner"])
     current = result["current"] if result else before
     switched_from = before if current != before else None
+    for note in (result or {}).get("drift", []):
+        module.warn(note)
     answer = health.as_dict() if health is not None else None
     if failure:
         module.fail_json(msg="rollback on %s: %s" % (store.app_root, failure), current=current,
