@@ -99,6 +99,10 @@ options:
     description: The clinic's audit trail.
     type: path
     default: /var/log/clinicops/audit.jsonl
+  details:
+    description: More facts for the outcome record (scalars), e.g. whether the data is restored next.
+    type: dict
+    default: {}
 seealso:
   - module: clinicops.runbook.release
   - module: clinicops.runbook.lock
@@ -184,6 +188,7 @@ def main():
             lock_path=dict(type="path", default="/var/lib/clinicops/clinic.lock"),
             lock_ttl=dict(type="int", default=1800),
             trail=dict(type="path", default="/var/log/clinicops/audit.jsonl"),
+            details=dict(type="dict", default={}),
         ),
         supports_check_mode=True,
     )
@@ -226,8 +231,9 @@ def main():
     except (ReleaseError, ReleaseStepError, IOError, OSError) as exc:
         failure = str(exc)
     finally:
-        details = {"from": before if result and result["current"] != before else "",
-                   "to": result["current"] if result else before, "mark": params["mark"], "fast": True}
+        details = dict(params["details"])
+        details.update({"from": before if result and result["current"] != before else "",
+                        "to": result["current"] if result else before, "mark": params["mark"], "fast": True})
         if failure:
             details["failure"] = failure[:500]
         try:

@@ -95,6 +95,8 @@ def test_one_call_switches_restarts_gates_records_and_unlocks(app_root, app, tmp
     records = trail(tmp_path)
     assert [r["outcome"] for r in records] == ["started", "ok"]
     assert records[-1]["details"] == {"from": "r3", "to": "r2", "mark": "rolled_back", "fast": True}
+    assert run(app_root, app, tmp_path, capsys, monkeypatch, to="r3", details={"restore_data": False})[0]["changed"]
+    assert trail(tmp_path)[-1]["details"]["restore_data"] is False
     assert not (tmp_path / "lock" / "clinic.lock").exists()
 
 
