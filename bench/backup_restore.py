@@ -39,6 +39,7 @@ from typing import Any
 import docker
 import docker.errors
 from docker.models.containers import Container
+from report_table import Table  # bench/ is the script's own directory
 
 from clinicops.project import ansible_env
 
@@ -361,46 +362,6 @@ def probe(clinic: Clinic, command: str) -> dict[str, Any]:
 
 def mib(value: float) -> str:
     return f"{value:,.0f} B ({value / 2**20:,.1f} MiB)"
-
-
-def spread(values: list[float]) -> str:
-    return f"{min(values):6.2f}-{max(values):<6.2f}"
-
-
-def verdict(ratio: float, target: float) -> str:
-    return f"met (<= {target:.1f}x)" if ratio <= target else f"MISSED (> {target:.1f}x)"
-
-
-class Table:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def title(self, text: str) -> None:
-        self.lines += ["", text, "-" * len(text)]
-
-    def row(
-        self, label: str, values: list[float], baseline: list[float] | None = None, target: float | None = None
-    ) -> None:
-        """A measurement; with ``baseline``, the ratio of the medians and the median of the per-run ratios."""
-        median = statistics.median(values)
-        text = f"  {label:<64} {median:8.2f} s  {spread(values)} n={len(values)}"
-        if baseline:
-            ratio = median / statistics.median(baseline)
-            paired = statistics.median(ours / theirs for ours, theirs in zip(values, baseline, strict=False))
-            text += f"  {ratio:5.2f}x ({paired:4.2f}x)"
-            if target is not None:
-                text += f"  {verdict(ratio, target)}"
-        self.lines.append(text)
-
-    @staticmethod
-    def header(section: str) -> str:
-        return f"{section:<66} {'median':>10}  {'min-max':<13} {'n':<3}  ours/runbook (paired)"
-
-    def text(self, label: str, value: str) -> None:
-        self.lines.append(f"  {label:<64} {value}")
-
-    def render(self) -> str:
-        return "\n".join(self.lines)
 
 
 def report(samples: Samples, args: argparse.Namespace, profiles: dict[str, dict[str, Any]]) -> str:

@@ -43,6 +43,7 @@ import docker
 import docker.errors
 import yaml
 from docker.models.containers import Container
+from report_table import Table  # bench/ is the script's own directory
 
 from clinicops.lab.fleet import lab_vault_password_file
 from clinicops.project import ansible_env
@@ -531,46 +532,6 @@ def measure_deploy(clinics: list[Clinic], ansible: Ansible, runs: int, samples: 
 # -- the report -------------------------------------------------------------------------------------------------------
 
 
-def spread(values: list[float]) -> str:
-    return f"{min(values):6.2f}-{max(values):<6.2f}"
-
-
-def verdict(ratio: float, target: float) -> str:
-    return f"met (<= {target:.1f}x)" if ratio <= target else f"MISSED (> {target:.1f}x)"
-
-
-class Table:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def title(self, text: str) -> None:
-        self.lines += ["", text, "-" * len(text)]
-
-    def row(
-        self, label: str, values: list[float], baseline: list[float] | None = None, target: float | None = None
-    ) -> None:
-        """A measurement; with ``baseline``, the ratio of the medians and the median of the per-run ratios."""
-        median = statistics.median(values)
-        text = f"  {label:<60} {median:8.2f} s  {spread(values)} n={len(values)}"
-        if baseline:
-            ratio = median / statistics.median(baseline)
-            paired = statistics.median(ours / theirs for ours, theirs in zip(values, baseline, strict=False))
-            text += f"  {ratio:5.2f}x ({paired:4.2f}x)"
-            if target is not None:
-                text += f"  {verdict(ratio, target)}"
-        self.lines.append(text)
-
-    @staticmethod
-    def header(section: str, ratio: str) -> str:
-        return f"{section:<62} {'median':>10}  {'min-max':<13} {'n':<3}  {ratio}"
-
-    def text(self, label: str, value: str) -> None:
-        self.lines.append(f"  {label:<60} {value}")
-
-    def render(self) -> str:
-        return "\n".join(self.lines)
-
-
 def task_table(table: Table, samples: Samples, scenarios: list[str], title: str, least: float) -> None:
     table.title(title)
     names: list[str] = []
@@ -589,7 +550,7 @@ def task_table(table: Table, samples: Samples, scenarios: list[str], title: str,
 
 
 def report(samples: Samples, args: argparse.Namespace) -> str:
-    table = Table()
+    table = Table(width=60)
     facts = samples.facts
     values = samples.values
     table.lines.append(
