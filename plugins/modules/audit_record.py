@@ -78,7 +78,7 @@ record:
   returned: always
   type: dict
   sample: {"kind": "procedure", "procedure": "deploy", "outcome": "ok", "run_id": "20261125T101500Z-deploy-1a2b3c",
-           "who": "alice", "at": "2026-11-25T10:21:09Z", "details": {"release_id": "20261125T101500Z-2.0.0"},
+           "who": "ops-oncall", "at": "2026-11-25T10:21:09Z", "details": {"release_id": "20261125T101500Z-2.0.0"},
            "prev": "5c1f...", "hash": "9ab4..."}
 """
 

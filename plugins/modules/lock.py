@@ -107,7 +107,7 @@ holder:
   returned: always
   type: dict
   sample: {"owner": "20261125T101500Z-deploy-1a2b3c-kinshasa", "run_id": "20261125T101500Z-deploy-1a2b3c",
-           "operation": "deploy", "controller": "ops-1", "user": "alice",
+           "operation": "deploy", "controller": "ops-1", "user": "ops-oncall",
            "started": "2026-11-25T10:15:03Z", "expires": "2026-11-25T11:45:03Z"}
 took_over:
   description: The expired lock that was taken over, or the lock force-released; null otherwise.
