@@ -238,6 +238,9 @@ def main():
             details["failure"] = failure[:500]
         try:
             append(params["trail"], [record(params, outcome, details)])
+        except (IOError, OSError, ValueError) as exc:
+            failure = "%s%scould not record the outcome in %s: %s" % (failure or "", "; " if failure else "",
+                                                                     params["trail"], exc)
         finally:
             lock.release(params["owner"])
     current = result["current"] if result else before
