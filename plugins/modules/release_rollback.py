@@ -239,8 +239,8 @@ def main():
         try:
             append(params["trail"], [record(params, outcome, details)])
         except (IOError, OSError, ValueError) as exc:
-            failure = "%s%scould not record the outcome in %s: %s" % (failure or "", "; " if failure else "",
-                                                                     params["trail"], exc)
+            problem = "could not record the outcome in %s: %s" % (params["trail"], exc)
+            failure = "%s; %s" % (failure, problem) if failure else problem
         finally:
             lock.release(params["owner"])
     current = result["current"] if result else before
