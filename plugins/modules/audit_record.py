@@ -85,7 +85,7 @@ record:
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.audit_chain import append
+from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.audit_chain import append, procedure_record
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.utc_time import to_stamp, utcnow
 
 SECRET_KEY = re.compile(r"pass|secret|token|key|credential", re.IGNORECASE)
@@ -120,15 +120,8 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    record = {
-        "kind": "procedure",
-        "procedure": params["procedure"],
-        "outcome": params["outcome"],
-        "run_id": params["run_id"],
-        "who": params["who"],
-        "at": to_stamp(utcnow()),
-        "details": clean_details(params["details"]),
-    }
+    record = procedure_record(params["procedure"], params["outcome"], params["run_id"], params["who"],
+                              to_stamp(utcnow()), clean_details(params["details"]))
     if module.check_mode:
         module.exit_json(changed=True, record=record)
     try:

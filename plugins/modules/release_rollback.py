@@ -144,7 +144,7 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.audit_chain import append
+from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.audit_chain import append, procedure_record
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.clinic_lock import ClinicLock, LockError
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.health_probes import probe_http
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.release_store import (
@@ -156,8 +156,7 @@ from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.utc_t
 
 
 def record(params, outcome, details):
-    return {"kind": "procedure", "procedure": "rollback", "outcome": outcome, "run_id": params["run_id"],
-            "who": params["who"], "at": to_stamp(utcnow()), "details": details}
+    return procedure_record("rollback", outcome, params["run_id"], params["who"], to_stamp(utcnow()), details)
 
 
 def wait_healthy(url, release, deadline):

@@ -25,6 +25,12 @@ GENESIS = "0" * 64
 TAIL_CHUNK = 65536
 
 
+def procedure_record(procedure, outcome, run_id, who, at, details):
+    """A clinic's record of a procedure step (before sealing): the one shape every writer uses."""
+    return {"kind": "procedure", "procedure": procedure, "outcome": outcome, "run_id": run_id, "who": who,
+            "at": at, "details": details}
+
+
 def canonical(record):
     """The bytes that are hashed: sorted keys, no spaces, UTF-8."""
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

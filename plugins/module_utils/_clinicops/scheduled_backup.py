@@ -31,7 +31,7 @@ import sys
 import time
 
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.atomic_files import write_atomic
-from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.audit_chain import append
+from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.audit_chain import append, procedure_record
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.backup_job import (
     BackupError,
     ResticError,
@@ -214,8 +214,7 @@ def run(config):
 
 
 def audit(run_id, outcome, details):
-    return {"kind": "procedure", "procedure": "backup", "outcome": outcome, "run_id": run_id,
-            "who": "systemd-timer", "at": to_stamp(utcnow()), "details": details}
+    return procedure_record("backup", outcome, run_id, "systemd-timer", to_stamp(utcnow()), details)
 
 
 def main(argv=None):
