@@ -38,8 +38,8 @@ from typing import Any
 
 import docker
 import docker.errors
+from common import STARTED, BenchError, Table, log  # bench/ is the script's own directory
 from docker.models.containers import Container
-from report_table import Table  # bench/ is the script's own directory
 
 from clinicops.project import ansible_env
 
@@ -69,16 +69,6 @@ BACKUP_VARS = {
 }
 BACKUP_TASK = "Back up each data set"
 DRILL_TASK = "Restore into a scratch copy and prove it against the manifest"
-
-STARTED = time.monotonic()
-
-
-class BenchError(Exception):
-    """The benchmark could not measure something; the message says what."""
-
-
-def log(message: str) -> None:
-    print(f"[{time.monotonic() - STARTED:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 # -- the clinic container ----------------------------------------------------------------------------------------

@@ -42,8 +42,8 @@ from typing import Any
 import docker
 import docker.errors
 import yaml
+from common import STARTED, BenchError, Table, log  # bench/ is the script's own directory
 from docker.models.containers import Container
-from report_table import Table  # bench/ is the script's own directory
 
 from clinicops.lab.fleet import lab_vault_password_file
 from clinicops.project import ansible_env
@@ -99,16 +99,6 @@ CONTROLLER_ACTIONS = frozenset(
         "validate_argument_spec",
     }
 )
-
-STARTED = time.monotonic()
-
-
-class BenchError(Exception):
-    """The benchmark could not measure something; the message says what."""
-
-
-def log(message: str) -> None:
-    print(f"[{time.monotonic() - STARTED:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 # -- the lab ----------------------------------------------------------------------------------------------------------

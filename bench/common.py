@@ -1,8 +1,21 @@
-"""The benchmarks' text tables: medians, spreads and ratios measured in the same run."""
+"""What both benchmarks share: their log line, their error, and text tables of medians, spreads and
+ratios measured in the same run."""
 
 from __future__ import annotations
 
 import statistics
+import sys
+import time
+
+STARTED = time.monotonic()
+
+
+class BenchError(Exception):
+    """The benchmark could not measure something; the message says what."""
+
+
+def log(message: str) -> None:
+    print(f"[{time.monotonic() - STARTED:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 def spread(values: list[float]) -> str:
