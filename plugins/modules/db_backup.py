@@ -188,6 +188,7 @@ from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.backu
     BackupError,
     ResticError,
     back_up,
+    copy_argument_spec,
     preflight,
     snapshot_tags,
 )
@@ -202,25 +203,11 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             repository_argument_spec(),
+            **copy_argument_spec(),
             engine=dict(type="str", required=True, choices=["postgresql", "sqlite", "redis", "files"]),
             name=dict(type="str", required=True),
             clinic=dict(type="str", required=True),
             release_id=dict(type="str"),
-            spool_dir=dict(type="path", default="/var/backups/clinicops/spool"),
-            min_free_bytes=dict(type="int", default=104857600),
-            postgresql=dict(type="dict", default={}, options=dict(
-                host=dict(type="str", default="127.0.0.1"),
-                port=dict(type="int", default=5432),
-                user=dict(type="str"),
-                passfile=dict(type="path", default="/etc/clinicops/pgpass", no_log=False),
-                os_superuser=dict(type="str", default="postgres"),
-            )),
-            redis=dict(type="dict", default={}, options=dict(
-                host=dict(type="str", default="127.0.0.1"),
-                port=dict(type="int", default=6379),
-                password=dict(type="str", no_log=True),
-                timeout=dict(type="int", default=120),
-            )),
             extra_tags=dict(type="list", elements="str", default=[]),
             kind=dict(type="str", choices=["backup", "safety"], default="backup"),
         ),

@@ -40,6 +40,32 @@ from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.utc_t
 MANIFEST_FORMAT = 1
 
 
+def copy_argument_spec():
+    """Options of how a data set is copied (db_backup's; the nightly job takes its defaults from here)."""
+    return dict(
+        spool_dir=dict(type="path", default="/var/backups/clinicops/spool"),
+        min_free_bytes=dict(type="int", default=104857600),
+        postgresql=dict(type="dict", default={}, options=dict(
+            host=dict(type="str", default="127.0.0.1"),
+            port=dict(type="int", default=5432),
+            user=dict(type="str"),
+            passfile=dict(type="path", default="/etc/clinicops/pgpass", no_log=False),
+            os_superuser=dict(type="str", default="postgres"),
+        )),
+        redis=dict(type="dict", default={}, options=dict(
+            host=dict(type="str", default="127.0.0.1"),
+            port=dict(type="int", default=6379),
+            password=dict(type="str", no_log=True),
+            timeout=dict(type="int", default=120),
+        )),
+    )
+
+
+def spec_defaults(options):
+    """The default of every option of an argument spec (None where there is none)."""
+    return dict((name, option.get("default")) for name, option in options.items())
+
+
 class RetentionSkippedError(Exception):
     """Retention did not run because the newest snapshot is not the one this run made."""
 

@@ -38,28 +38,34 @@ from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.backu
     RetentionSkippedError,
     apply_retention,
     back_up,
+    copy_argument_spec,
     copy_offsite,
     preflight,
     sftp_command,
+    spec_defaults,
 )
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.clinic_lock import (
     ClinicLock,
     LockError,
 )
-from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.restic_repo import ResticRepo
+from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.restic_repo import (
+    ResticRepo,
+    repository_argument_spec,
+)
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.utc_time import to_stamp, utcnow
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 75
 
 REQUIRED = ("clinic", "repository", "password_file", "datasets")
+COPY_SPEC = copy_argument_spec()
+# db_backup's own defaults, so that a nightly backup is made exactly as the controller's.
 DATASET_DEFAULTS = {
-    "spool_dir": "/var/backups/clinicops/spool",
-    "min_free_bytes": 104857600,
-    "cache_dir": "/var/cache/clinicops/restic",
+    "spool_dir": COPY_SPEC["spool_dir"]["default"],
+    "min_free_bytes": COPY_SPEC["min_free_bytes"]["default"],
+    "cache_dir": repository_argument_spec()["cache_dir"]["default"],
 }
-POSTGRESQL_DEFAULTS = {"host": "127.0.0.1", "port": 5432, "user": None, "passfile": "/etc/clinicops/pgpass",
-                       "os_superuser": "postgres"}
-REDIS_DEFAULTS = {"host": "127.0.0.1", "port": 6379, "password": None, "timeout": 120}
+POSTGRESQL_DEFAULTS = spec_defaults(COPY_SPEC["postgresql"]["options"])
+REDIS_DEFAULTS = spec_defaults(COPY_SPEC["redis"]["options"])
 ENGINES = ("postgresql", "sqlite", "redis", "files")
 
 
