@@ -16,12 +16,12 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/build/collections
 export ANSIBLE_PIPELINING := True
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv collection lab demo demo-down test lint sanity unit integration molecule bench bench-deploy clean
+.PHONY: help venv collection lab demo demo-down test lint sanity unit integration molecule bench bench-deploy bench-cli clean
 
 help:
 	@echo "make demo   - set up everything and run the lab demo (3 clinics: health, backup, drill, deploy in waves)"
 	@echo "make test   - run every quality gate and test suite (CI runs this)"
-	@echo "make lint | sanity | unit | integration | molecule | bench | bench-deploy | demo-down | clean"
+	@echo "make lint | sanity | unit | integration | molecule | bench | bench-deploy | bench-cli | demo-down | clean"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
@@ -47,6 +47,7 @@ demo: lab
 	@if $(BIN)/clinicops deploy --version 2.1.0-broken-health --health-deadline 15; then \
 	  echo "the broken release was not stopped by the health gate"; exit 1; fi
 	$(BIN)/clinicops health
+	$(BIN)/clinicops runs -n 6
 
 demo-down: venv
 	$(BIN)/clinicops lab down
@@ -59,6 +60,8 @@ lint: collection
 	@# A copy installed earlier in the user's collections would shadow the tree being linted.
 	rm -rf $(HOME)/.ansible/collections/ansible_collections/clinicops
 	cd $(COLLECTION) && $(BIN)/ansible-lint --profile production --strict roles playbooks
+	@# AWX/AAP as code and the EE definitions, from the checkout (--offline: installs no copy of the collection).
+	$(BIN)/ansible-lint --offline --profile production --strict awx execution-environment.yml meta/execution-environment.yml
 
 sanity: collection
 	$(BIN)/python tests/sanity/run_sanity.py
@@ -85,6 +88,11 @@ bench: collection
 # `benchdeploy` (10 clinics; see bench/README.md; BENCH_ARGS="--runs 5 --down" passes options).
 bench-deploy: collection
 	$(BIN)/python bench/deploy_rollback.py $(BENCH_ARGS)
+
+# On demand only, never part of `make test`: `clinicops health` against ansible-playbook on the same playbook, on lab
+# `benchdeploy` (10 clinics; see bench/README.md; BENCH_ARGS="--runs 5 --decompose --down" passes options).
+bench-cli: collection
+	$(BIN)/python bench/cli_overhead.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

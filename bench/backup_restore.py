@@ -38,13 +38,20 @@ from typing import Any
 
 import docker
 import docker.errors
-from common import STARTED, BenchError, Table, log  # bench/ is the script's own directory
+from common import (  # bench/ is the script's own directory
+    BIN,
+    ROOT,
+    STARTED,
+    BenchError,
+    Table,
+    lab_down,
+    lab_up,
+    log,
+    rotate,
+    tool_env,
+)
 from docker.models.containers import Container
 
-from clinicops.project import ansible_env
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 PROBE = Path(__file__).resolve().parent / "probe.py"
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
@@ -122,11 +129,7 @@ class Clinic:
 
 def lab_clinic(lab: str, bring_up: bool) -> Clinic:
     if bring_up:
-        log(f"clinicops lab up --name {lab} --clinics 1")
-        argv = [str(BIN / "clinicops"), "lab", "up", "--name", lab, "--clinics", "1"]
-        done = subprocess.run(argv, stdout=sys.stderr, stderr=sys.stderr, env=tool_env(), check=False)
-        if done.returncode != 0:
-            raise BenchError(f"clinicops lab up --name {lab} exited {done.returncode}")
+        lab_up(lab, 1)
     client = docker.from_env()
     found = client.containers.list(filters={"label": [f"clinicops.lab={lab}", "clinicops.lab.role=clinic"]})
     if not found:
@@ -172,10 +175,6 @@ def prepare_notes(clinic: Clinic, rows: int) -> None:
 
 
 # -- ansible-playbook ------------------------------------------------------------------------------------------------
-
-
-def tool_env() -> dict[str, str]:
-    return {**os.environ, **ansible_env(ROOT), "CLINICOPS_PROJECT_ROOT": str(ROOT)}
 
 
 def _seconds(duration: dict[str, str]) -> float:
@@ -286,11 +285,6 @@ def our_drill(clinic: Clinic, inventory: Path, samples: Samples) -> None:
     samples.add_tasks("drill", run)
     rows = sum(run.results[DRILL_TASK].get("row_counts", {}).values())
     samples.facts["drill rows verified"] = rows
-
-
-def rotate(items: list[Any], index: int) -> list[Any]:
-    shift = index % len(items)
-    return items[shift:] + items[:shift]
 
 
 def backup_side(side: str, clinic: Clinic, inventory: Path, samples: Samples, label: str) -> None:
@@ -522,8 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         if args.down:
-            log(f"clinicops lab down --name {args.lab}")
-            subprocess.run([str(BIN / "clinicops"), "lab", "down", "--name", args.lab], env=tool_env(), check=False)
+            lab_down(args.lab)
     print(report(samples, args, profiles))
     wall = time.monotonic() - STARTED
     print(f"\nbenchmark wall time {wall / 60:.1f} min; reproduce: make bench (or {' '.join(_command(argv))})")

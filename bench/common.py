@@ -1,13 +1,25 @@
-"""What both benchmarks share: their log line, their error, and text tables of medians, spreads and
-ratios measured in the same run."""
+"""What the benchmarks share: their log line, their error, the lab they run on, and text tables of
+medians, spreads and ratios measured in the same run."""
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
+
+import docker
+import yaml
+from docker.models.containers import Container
+
+from clinicops.project import ansible_env
 
 STARTED = time.monotonic()
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
 
 
 class BenchError(Exception):
@@ -16,6 +28,63 @@ class BenchError(Exception):
 
 def log(message: str) -> None:
     print(f"[{time.monotonic() - STARTED:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def rotate(items: list[Any], index: int) -> list[Any]:
+    """The order of the sides in run ``index``: each side goes first in turn."""
+    shift = index % len(items)
+    return items[shift:] + items[:shift]
+
+
+# -- the lab -----------------------------------------------------------------------------------------------------------
+
+
+def tool_env() -> dict[str, str]:
+    """The environment the CLI gives Ansible, over this process's own."""
+    return {**os.environ, **ansible_env(ROOT), "CLINICOPS_PROJECT_ROOT": str(ROOT)}
+
+
+def lab_up(lab: str, count: int) -> None:
+    """``clinicops lab up --name <lab> --clinics <count>``: creates what is missing, reuses what runs."""
+    log(f"clinicops lab up --name {lab} --clinics {count}{' (several minutes the first time)' if count > 1 else ''}")
+    argv = [str(BIN / "clinicops"), "lab", "up", "--name", lab, "--clinics", str(count)]
+    done = subprocess.run(argv, stdout=sys.stderr, stderr=sys.stderr, env=tool_env(), check=False)
+    if done.returncode != 0:
+        raise BenchError(f"clinicops lab up --name {lab} exited {done.returncode}")
+
+
+def lab_down(lab: str) -> None:
+    log(f"clinicops lab down --name {lab}")
+    subprocess.run([str(BIN / "clinicops"), "lab", "down", "--name", lab], env=tool_env(), check=False)
+
+
+def inventory_clinics(inventory: Path) -> list[str]:
+    """Hosts of the group ``clinics`` in the order the lab's inventory lists them."""
+    data = yaml.safe_load((inventory / "hosts.yml").read_text())
+
+    def walk(group: dict[str, Any]) -> list[str]:
+        names = list((group or {}).get("hosts") or {})
+        for child in ((group or {}).get("children") or {}).values():
+            names += walk(child)
+        return names
+
+    return walk(data["all"]["children"]["clinics"])
+
+
+def lab_containers(lab: str, inventory: Path, count: int) -> list[tuple[str, Container]]:
+    """(host, container) of every clinic of the lab's inventory, in its order; at least ``count`` of them running."""
+    found = docker.from_env().containers.list(filters={"label": [f"clinicops.lab={lab}", "clinicops.lab.role=clinic"]})
+    by_host = {container.labels["clinicops.lab.host"]: container for container in found}
+    order = inventory_clinics(inventory) if (inventory / "hosts.yml").is_file() else []
+    missing = [host for host in order if host not in by_host]
+    if missing or len(by_host) < count:
+        raise BenchError(
+            f"lab {lab!r} runs {len(by_host)} clinics, {count} needed (missing: {missing}); run without --no-lab-up"
+        )
+    return [(host, by_host[host]) for host in order]
+
+
+# -- the report --------------------------------------------------------------------------------------------------------
 
 
 def spread(values: list[float]) -> str:

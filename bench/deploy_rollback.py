@@ -39,17 +39,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import docker
 import docker.errors
-import yaml
-from common import STARTED, BenchError, Table, log  # bench/ is the script's own directory
+from common import (  # bench/ is the script's own directory
+    BIN,
+    ROOT,
+    STARTED,
+    BenchError,
+    Table,
+    lab_containers,
+    lab_down,
+    lab_up,
+    log,
+    tool_env,
+)
 from docker.models.containers import Container
 
 from clinicops.lab.fleet import lab_vault_password_file
-from clinicops.project import ansible_env
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 ARTIFACTS = ROOT / "build" / "artifacts"
 
 CLINICS = 10
@@ -153,42 +159,11 @@ class Clinic:
             return type(exc).__name__, {}
 
 
-def tool_env() -> dict[str, str]:
-    return {**os.environ, **ansible_env(ROOT), "CLINICOPS_PROJECT_ROOT": str(ROOT)}
-
-
-def inventory_clinics(inventory: Path) -> list[str]:
-    """Hosts of the group ``clinics`` in the order the lab's inventory lists them."""
-    data = yaml.safe_load((inventory / "hosts.yml").read_text())
-
-    def walk(group: dict[str, Any]) -> list[str]:
-        names = list((group or {}).get("hosts") or {})
-        for child in ((group or {}).get("children") or {}).values():
-            names += walk(child)
-        return names
-
-    return walk(data["all"]["children"]["clinics"])
-
-
 def lab_clinics(lab: str, inventory: Path, bring_up: bool, count: int = CLINICS) -> list[Clinic]:
     if bring_up:
-        log(f"clinicops lab up --name {lab} --clinics {count} (several minutes the first time)")
-        argv = [str(BIN / "clinicops"), "lab", "up", "--name", lab, "--clinics", str(count)]
-        done = subprocess.run(argv, stdout=sys.stderr, stderr=sys.stderr, env=tool_env(), check=False)
-        if done.returncode != 0:
-            raise BenchError(f"clinicops lab up --name {lab} exited {done.returncode}")
-    client = docker.from_env()
-    found = client.containers.list(filters={"label": [f"clinicops.lab={lab}", "clinicops.lab.role=clinic"]})
-    by_host = {container.labels["clinicops.lab.host"]: container for container in found}
-    order = inventory_clinics(inventory) if (inventory / "hosts.yml").is_file() else []
-    missing = [host for host in order if host not in by_host]
-    if missing or len(by_host) < count:
-        raise BenchError(
-            f"lab {lab!r} runs {len(by_host)} clinics, {count} needed (missing: {missing}); run without --no-lab-up"
-        )
+        lab_up(lab, count)
     clinics = []
-    for host in order:
-        container = by_host[host]
+    for host, container in lab_containers(lab, inventory, count):
         networks = container.attrs["NetworkSettings"]["Networks"]
         clinics.append(Clinic(container, host, next(iter(networks.values()))["IPAddress"]))
     return clinics
@@ -659,8 +634,7 @@ def main(argv: list[str] | None = None) -> int:
             data = {"values": samples.values, "tasks": samples.tasks, "runs": samples.runs, "facts": samples.facts}
             args.json.write_text(json.dumps(data, indent=2, default=str) + "\n")
         if args.down:
-            log(f"clinicops lab down --name {args.lab}")
-            subprocess.run([str(BIN / "clinicops"), "lab", "down", "--name", args.lab], env=tool_env(), check=False)
+            lab_down(args.lab)
     print(report(samples, args))
     wall = time.monotonic() - STARTED
     print(f"\nbenchmark wall time {wall / 60:.1f} min; reproduce: make bench-deploy (or {' '.join(_command(argv))})")

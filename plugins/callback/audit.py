@@ -102,7 +102,10 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_stats(self, stats):
         ended = utcnow()
+        # The same run id the playbooks use (run_context.yml): the caller's, else AWX's job id.
+        awx_job = self.extra_vars.get("awx_job_id")
         run_id = self.extra_vars.get("clinicops_run_id") or os.environ.get("CLINICOPS_RUN_ID") or (
+            "awx-%s" % awx_job if awx_job not in (None, "") else
             "%s-%s" % (ended.strftime("%Y%m%dT%H%M%SZ"), os.getpid()))
         reports = (getattr(stats, "custom", {}) or {}).get("_run", {}).get("clinicops_report", {}) or {}
         playbook = self.playbook or "unknown"

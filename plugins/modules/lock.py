@@ -119,6 +119,13 @@ path:
   returned: always
   type: str
   sample: /var/lib/clinicops/clinic.lock
+refused:
+  description:
+    - True when the lock could not be taken because another run holds it (the task fails).
+      The clinicops CLI reports such a clinic as C(refused), not C(failed), and exits 3.
+  returned: failure
+  type: bool
+  sample: true
 """
 
 import os
@@ -182,8 +189,10 @@ def main():
         lock = ClinicLock(path)
         result = take(module, lock) if module.params["state"] == "present" else release(module, lock)
     except LockError as exc:
+        # refused: another run holds the clinic; callers (the CLI) tell a refusal from a failure.
         module.fail_json(msg="clinic lock %s: %s; nothing was changed" % (path, exc), path=path,
-                         holder=ClinicLock(path).read() if os.path.isdir(directory) else None)
+                         holder=ClinicLock(path).read() if os.path.isdir(directory) else None,
+                         refused=module.params["state"] == "present")
     except (IOError, OSError) as exc:
         module.fail_json(msg="clinic lock %s: %s; nothing was changed" % (path, exc), path=path)
     module.exit_json(path=path, **result)

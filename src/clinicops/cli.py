@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from clinicops import __version__
-from clinicops.errors import EXIT_FAILED, EXIT_OK, ClinicopsError, UsageError
-from clinicops.survey import render_survey, survey_rows
+from clinicops.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ClinicopsError, RefusedError, UsageError
 
 
 def _log(message: str) -> None:
@@ -63,44 +64,14 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run(args: argparse.Namespace, playbook: str, extravars: dict | None = None):
-    from clinicops.runner import PlaybookRun, new_run_id, playbook_path, run_playbook
-
-    inventory = Path(args.inventory) if args.inventory else _default_inventory()
-    run = PlaybookRun(
-        playbook=playbook_path(playbook),
-        inventory=inventory,
-        operation=args.command,
-        run_id=new_run_id(args.command),
-        limit=args.limit,
-        extravars=extravars or {},
-        check=getattr(args, "check", False),
-        verbosity=args.verbose,
-        vault_password_file=_vault_file(args, inventory),
-    )
-    return run_playbook(run)
-
-
-def cmd_health(args: argparse.Namespace) -> int:
-    result = _run(args, "health")
-    rows = survey_rows(result)
-    if args.json:
-        print(json.dumps({"run_id": result.run_id, "clinics": rows}, indent=2))
-    else:
-        render_survey(rows, result)
-    unhealthy = [row for row in rows if row["outcome"] != "healthy"]
-    return EXIT_FAILED if unhealthy or result.rc != 0 else EXIT_OK
-
-
 def parse_waves(text: str) -> list[int | str]:
-    """``1,25%,100%`` -> ``[1, "25%", "100%"]`` (Ansible's serial list): counts or percentages."""
-    waves: list[int | str] = []
-    for part in (item.strip() for item in text.split(",")):
-        number = part[:-1] if part.endswith("%") else part
-        if not number.isdigit() or int(number) == 0 or (part.endswith("%") and int(number) > 100):
-            raise UsageError(f"--waves {text!r}: each wave is a clinic count or a percentage (e.g. 1,25%,100%)")
-        waves.append(part if part.endswith("%") else int(part))
-    return waves
+    """``1,25%,100%`` -> ``[1, "25%", "100%"]``: Ansible's serial list, for ansible-playbook users."""
+    from clinicops.waves import parse_wave_spec
+
+    steps = parse_wave_spec(text)
+    if any(step.group for step in steps):
+        raise UsageError(f"--waves {text!r}: @group waves are planned by the CLI, not by the playbook's serial")
+    return [str(step) if step.percent is not None else int(str(step)) for step in steps]
 
 
 def deploy_vars(args: argparse.Namespace) -> dict:
@@ -108,6 +79,7 @@ def deploy_vars(args: argparse.Namespace) -> dict:
     from datetime import UTC, datetime
 
     from clinicops.project import project_root
+    from clinicops.waves import parse_wave_spec
 
     sources = [name for name in ("artifact", "url", "git_repo", "image") if getattr(args, name)]
     artifact = args.artifact
@@ -123,10 +95,13 @@ def deploy_vars(args: argparse.Namespace) -> dict:
     if args.git_repo and not args.git_ref:
         raise UsageError("--git-repo needs --git-ref")
     release_id = args.release_id or f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{args.version}"
+    if args.waves:  # None when not given: the procedure's default plan
+        parse_wave_spec(args.waves)  # a bad --waves is a usage error before anything else
     extravars: dict = {
         "deploy_version": args.version,
         "deploy_release_id": release_id,
-        "deploy_waves": parse_waves(args.waves),
+        # The CLI runs each wave as its own run; inside one, every clinic of the wave goes at once.
+        "deploy_waves": ["100%"],
         "deploy_max_fail_percentage": args.max_fail_percentage,
     }
     if artifact:
@@ -151,32 +126,222 @@ def rollback_vars(args: argparse.Namespace) -> dict:
     return extravars
 
 
-# Procedure commands: command -> (playbook, title, extra vars built from the options).
+def restore_vars(args: argparse.Namespace) -> dict:
+    return {
+        "restore_snapshot": args.snapshot,
+        "restore_confirm": args.confirm or "",
+        "restore_tables": args.table or [],
+    }
+
+
+@dataclass(frozen=True)
+class Procedure:
+    playbook: str
+    title: str
+    extravars: Callable[[argparse.Namespace], dict]
+    waves: str = "100%"  # default wave plan
+    locks: bool = True  # disruptive: takes the controller's clinic locks
+    confirm: str = ""  # extra var holding the clinic's id, when acting on live data needs it
+    options: tuple[str, ...] = ()  # extra vars shown in the report
+
+
 PROCEDURES = {
-    "deploy": ("deploy", "deploy", deploy_vars),
-    "rollback": ("rollback", "rollback", rollback_vars),
-    "backup": ("backup", "backup", lambda a: {"backup_release_id": a.release_id} if a.release_id else {}),
-    "drill": ("restore_drill", "restore drill", lambda a: {"restore_snapshot": a.snapshot}),
-    "restore": (
-        "restore",
-        "restore",
-        lambda a: {"restore_snapshot": a.snapshot, "restore_confirm": a.confirm or "", "restore_tables": a.table or []},
+    "health": Procedure("health", "clinic health", lambda a: {}, locks=False),
+    "deploy": Procedure(
+        "deploy", "deploy", deploy_vars, waves="1,25%,100%", options=("deploy_version", "deploy_release_id")
+    ),
+    "rollback": Procedure("rollback", "rollback", rollback_vars, confirm="rollback_confirm", options=("rollback_to",)),
+    "backup": Procedure(
+        "backup",
+        "backup",
+        lambda a: {"backup_release_id": a.release_id} if a.release_id else {},
+        options=("backup_release_id",),
+    ),
+    "drill": Procedure(
+        "restore_drill", "restore drill", lambda a: {"restore_snapshot": a.snapshot}, options=("restore_snapshot",)
+    ),
+    "restore": Procedure(
+        "restore", "restore", restore_vars, confirm="restore_confirm", options=("restore_snapshot", "restore_tables")
     ),
 }
 
 
-def cmd_procedure(args: argparse.Namespace) -> int:
-    from clinicops.run_report import outcome_rows, render_outcomes
+def _confirmation(args: argparse.Namespace, procedure: Procedure, extravars: dict, fleet) -> None:
+    """Acting on live data needs the clinic's id: --confirm, --yes, or typed at the terminal."""
+    from clinicops.fleet_run import refuse_if_not_confirmed
 
-    playbook, title, extravars = PROCEDURES[args.command]
-    result = _run(args, playbook, extravars(args))
-    rows = outcome_rows(result)
+    if not procedure.confirm or (args.command == "rollback" and not args.restore_data):
+        return
+    if len(fleet.hosts) != 1:
+        raise UsageError(
+            f"{args.command} over live data goes one clinic at a time; --limit matched {len(fleet.hosts)} "
+            f"({', '.join(fleet.hosts[:5])}); nothing was changed"
+        )
+    host = fleet.hosts[0]
+    expected = str(fleet.hostvars.get(host, {}).get("clinic_id") or host)
+    given = refuse_if_not_confirmed(
+        f"{args.command} replaces the live data of {expected} with a backup",
+        expected,
+        args.confirm,
+        args.yes,
+    )
+    if given != expected:
+        raise RefusedError(f"--confirm {given!r} is not the clinic's id {expected!r}; nothing was changed")
+    extravars[procedure.confirm] = given
+
+
+def _display(args: argparse.Namespace):
+    from clinicops.progress import make_display
+
+    return make_display(quiet=args.quiet, verbose=args.verbose > 0)
+
+
+def _wave_confirm(args: argparse.Namespace):
+    from clinicops.fleet_run import ask
+
+    if not getattr(args, "wave_pause", False):
+        return None
+    if not sys.stdin.isatty():
+        raise UsageError("--wave-pause asks at the terminal between waves and there is none (in AWX: approval nodes)")
+    return ask
+
+
+def _finish(args: argparse.Namespace, state: dict) -> int:
+    from clinicops.run_report import render_outcomes
+    from clinicops.survey import render_survey
+
     if args.json:
-        print(json.dumps({"run_id": result.run_id, "status": result.status, "clinics": rows}, indent=2))
+        print(json.dumps(state, indent=2))
+    elif args.quiet:
+        counts = ", ".join(f"{count} {outcome}" for outcome, count in sorted(state["counts"].items()))
+        print(f"{state['command']} run {state['run_id']}: {state['status']} ({counts}); report: {state['report_path']}")
+    elif state["command"] == "health":
+        render_survey(state)
     else:
-        render_outcomes(title, rows, result)
-    failed = [row for row in rows if row["outcome"] != "ok"]
-    return EXIT_FAILED if failed or result.rc != 0 else EXIT_OK
+        render_outcomes(state)
+    return int(state["exit_code"])
+
+
+def cmd_procedure(args: argparse.Namespace) -> int:
+    from clinicops.fleet_run import FleetRun, RunSpec
+    from clinicops.inventory import resolve_fleet
+    from clinicops.runner import new_run_id
+    from clinicops.waves import parse_wave_spec, plan_waves
+
+    procedure = PROCEDURES[args.command]
+    extravars = procedure.extravars(args)
+    steps = parse_wave_spec(args.waves or procedure.waves)
+    if not 0 <= args.max_fail_percentage <= 100:
+        raise UsageError(f"--max-fail-percentage must be 0..100, got {args.max_fail_percentage}")
+    confirm = _wave_confirm(args)
+    inventory = Path(args.inventory) if args.inventory else _default_inventory()
+    vault = _vault_file(args, inventory)
+    fleet = resolve_fleet(inventory, args.limit, vault)
+    waves = plan_waves(fleet, steps)
+    _confirmation(args, procedure, extravars, fleet)
+    spec = RunSpec(
+        run_id=new_run_id(args.command),
+        command=args.command,
+        title=_title(args, extravars, procedure),
+        playbook=procedure.playbook,
+        inventory=str(inventory.resolve()),
+        limit=args.limit,
+        vault_password_file=str(vault.resolve()) if vault else None,
+        extravars=extravars,
+        options={key: extravars[key] for key in procedure.options if extravars.get(key) not in (None, "", [])},
+        check=getattr(args, "check", False),
+        verbosity=args.verbose,
+        waves=args.waves or procedure.waves,
+        max_fail_percentage=args.max_fail_percentage,
+        wave_pause=bool(confirm),
+        locks=procedure.locks,
+    )
+    state = FleetRun(spec, _display(args), confirm=confirm).start(waves)
+    return _finish(args, state)
+
+
+def _title(args: argparse.Namespace, extravars: dict, procedure: Procedure) -> str:
+    if args.command == "deploy":
+        return f"deploy {extravars['deploy_version']} (release {extravars['deploy_release_id']})"
+    return procedure.title
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from clinicops.fleet_run import FleetRun, RunSpec, runs_dir
+    from clinicops.inventory import resolve_fleet
+    from clinicops.report import find_run
+
+    run_dir = find_run(runs_dir(), args.run)
+    spec = RunSpec.load(run_dir)
+    spec.verbosity = args.verbose or spec.verbosity
+    confirm = _wave_confirm(args)
+    spec.wave_pause = bool(confirm)
+    fleet_run = FleetRun(spec, _display(args), confirm=confirm, run_dir=run_dir)
+    state, waves = fleet_run.resume()
+    if not waves:
+        print(f"run {spec.run_id} has nothing to resume: every clinic finished ({state['status']})")
+        return EXIT_OK
+    todo = [host for wave in waves for host in wave.hosts]
+    vault = Path(spec.vault_password_file) if spec.vault_password_file else None
+    missing = sorted(set(todo) - set(resolve_fleet(Path(spec.inventory), ",".join(todo), vault).hosts))
+    if missing:
+        raise UsageError(
+            f"clinics of run {spec.run_id} are no longer in {spec.inventory}: {', '.join(missing)}; nothing was run"
+        )
+    return _finish(args, fleet_run.continue_run(state, waves))
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
+    from clinicops.fleet_run import runs_dir
+    from clinicops.report import list_runs
+    from clinicops.run_report import stdout_console
+
+    rows = list_runs(runs_dir(), args.last)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        print(f"no runs yet in {runs_dir()}")
+        return EXIT_OK
+    table = Table(title=f"clinicops runs ({runs_dir()})", title_justify="left")
+    for column in ("run", "command", "status", "clinics", "started", "duration", "attempts"):
+        table.add_column(column)
+    for row in rows:
+        counts = ", ".join(f"{count} {outcome}" for outcome, count in sorted(row["counts"].items()))
+        style = "green" if row["status"] == "ok" else "red"
+        table.add_row(
+            Text(row["run_id"]),
+            Text(row["command"]),
+            Text(row["status"], style=style),
+            Text(counts),
+            Text(row["started"]),
+            f"{row.get('duration_s', 0):.0f}s",
+            str(row.get("attempts", "")),
+        )
+    stdout_console().print(table)
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from clinicops.fleet_run import runs_dir
+    from clinicops.report import REPORT_MD, find_run, load
+    from clinicops.run_report import render_outcomes
+    from clinicops.survey import render_survey
+
+    run_dir = find_run(runs_dir(), args.run)
+    state = load(run_dir)
+    if args.json:
+        print(json.dumps(state, indent=2))
+    elif args.markdown:
+        print((run_dir / REPORT_MD).read_text(encoding="utf-8"), end="")
+    elif state["command"] == "health":
+        render_survey(state)
+    else:
+        render_outcomes(state)
+    return EXIT_OK
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -207,12 +372,29 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _fleet_arguments(parser: argparse.ArgumentParser) -> None:
+def _output_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout (for scripts)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress; one line at the end")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="pass verbosity to Ansible (-vvv)")
+
+
+def _fleet_arguments(parser: argparse.ArgumentParser, waves: str = "100%") -> None:
     parser.add_argument("-i", "--inventory", help="inventory directory or file (default: the lab)")
     parser.add_argument("--limit", help="clinics or groups (Ansible --limit pattern)")
     parser.add_argument("--vault-password-file", help="vault password file for the inventory")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="pass verbosity to Ansible")
+    parser.add_argument(
+        "--waves",
+        help=f"waves: counts, percentages or @group, canary first (default {waves.replace('%', '%%')})",
+    )
+    parser.add_argument(
+        "--max-fail-percentage",
+        type=int,
+        default=0,
+        help="failed clinics a wave may have before the run stops (default 0)",
+    )
+    parser.add_argument("--wave-pause", action="store_true", help="ask before starting each next wave")
+    parser.add_argument("-y", "--yes", action="store_true", help="answer yes to confirmations")
+    _output_arguments(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     health = sub.add_parser("health", help="health survey of the clinics")
     _fleet_arguments(health)
-    health.set_defaults(func=cmd_health)
+    health.set_defaults(func=cmd_procedure)
 
     backup = sub.add_parser("backup", help="back up the clinics (encrypted, verified, off-site)")
     _fleet_arguments(backup)
@@ -255,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--snapshot", default="latest", help="latest, a snapshot id, YYYYMMDD_HHMMSS (UTC) or release:<id>"
         )
     deploy = sub.add_parser("deploy", help="deploy a release in waves (canary first), health-gated, auto rollback")
-    _fleet_arguments(deploy)
+    _fleet_arguments(deploy, PROCEDURES["deploy"].waves)
     deploy.add_argument("--version", required=True, help="version to deploy (e.g. 2.0.0)")
     deploy.add_argument("--artifact", help="release tarball (default in the lab: build/artifacts/clinic-app-VERSION)")
     deploy.add_argument("--url", help="release tarball URL (needs --checksum)")
@@ -264,10 +446,6 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--git-ref", help="tag, branch or commit")
     deploy.add_argument("--image", help="compose clinics: image repository, tagged with --version")
     deploy.add_argument("--release-id", help="release id (default: UTC time + version, one for the whole run)")
-    deploy.add_argument("--waves", default="1,25%,100%", help="batches: counts or percentages (default 1,25%%,100%%)")
-    deploy.add_argument(
-        "--max-fail-percentage", type=int, default=0, help="failed clinics tolerated per wave (default 0)"
-    )
     deploy.add_argument("--health-deadline", type=int, help="seconds a new release has to become healthy")
     rollback = sub.add_parser("rollback", help="roll back to the previous good release (or --to), health-gated")
     _fleet_arguments(rollback)
@@ -281,12 +459,27 @@ def build_parser() -> argparse.ArgumentParser:
         child.add_argument("--check", action="store_true", help="dry run: report what would change")
         child.set_defaults(func=cmd_procedure)
 
+    runs = sub.add_parser("runs", help="past runs, newest first")
+    runs.add_argument("-n", "--last", type=int, default=20, help="how many runs (default 20)")
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(func=cmd_runs)
+    show = sub.add_parser("show", help="one run's per-clinic report")
+    show.add_argument("run", help="run id, a unique prefix or suffix, or 'last'")
+    show.add_argument("--json", action="store_true", help="the report as JSON")
+    show.add_argument("--markdown", action="store_true", help="the Markdown report")
+    show.set_defaults(func=cmd_show)
+    resume = sub.add_parser("resume", help="re-run the clinics of a run that failed or were not reached")
+    resume.add_argument("run", help="run id, a unique prefix or suffix, or 'last'")
+    resume.add_argument("--wave-pause", action="store_true", help="ask before starting each next wave")
+    _output_arguments(resume)
+    resume.set_defaults(func=cmd_resume)
+
     audit = sub.add_parser("audit", help="the controller's audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="check the hash chain; exit 1 naming the first bad line")
-    show = audit_sub.add_parser("show", help="print the last records")
-    show.add_argument("-n", "--last", type=int, default=20, help="how many records (default 20)")
-    show.add_argument("--json", action="store_true", help="one JSON record per line")
+    audit_show = audit_sub.add_parser("show", help="print the last records")
+    audit_show.add_argument("-n", "--last", type=int, default=20, help="how many records (default 20)")
+    audit_show.add_argument("--json", action="store_true", help="one JSON record per line")
     for child in audit_sub.choices.values():
         child.add_argument("--trail", help="trail file (default: $CLINICOPS_HOME/audit.jsonl)")
     audit.set_defaults(func=cmd_audit)
@@ -303,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         _log("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

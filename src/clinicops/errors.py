@@ -6,6 +6,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # the run happened and some clinics failed
 EXIT_USAGE = 2  # bad command line, inventory or configuration; nothing was run
 EXIT_REFUSED = 3  # refused before acting: lock held, window closed, confirmation missing
+EXIT_INTERRUPTED = 130  # stopped by the operator (Ctrl-C) before every wave ran
 
 
 class ClinicopsError(Exception):

@@ -9,9 +9,12 @@ inventory files (vault-encrypted) and a vault password file.
 from __future__ import annotations
 
 import contextlib
+import getpass
+import json
 import os
 import secrets
 import shlex
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -78,7 +81,13 @@ class PlaybookRun:
             "project_dir": str(self.playbook.parent),
             "playbook": self.playbook.name,
             "inventory": str(self.inventory.resolve()),
-            "extravars": {**self.extravars, "clinicops_run_id": self.run_id},  # the run id is not overridable
+            # Not overridable: the run id, and who runs it from where (for locks and the audit trail).
+            "extravars": {
+                **self.extravars,
+                "clinicops_run_id": self.run_id,
+                "clinicops_who": getpass.getuser(),
+                "clinicops_controller": socket.gethostname(),
+            },
             "envvars": envvars,
             "cmdline": shlex.join(cmdline),  # runner shlex-splits it: quote paths
             "ident": "run",
@@ -105,6 +114,9 @@ class HostOutcome:
     current_task: str = ""
     failed_task: str = ""
     message: str = ""
+    refused: bool = False  # failed because something refused to act (a lock held, a window closed)
+    first_seen: float = 0.0  # monotonic time of the host's first and last event
+    last_seen: float = 0.0
     report: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -112,7 +124,7 @@ class HostOutcome:
         if self.unreachable:
             return "unreachable"
         if self.failed:
-            return "failed"
+            return "refused" if self.refused else "failed"
         if self.ok or self.changed:
             return "ok"
         return "not run"
@@ -126,6 +138,7 @@ class RunResult:
     duration: float
     hosts: dict[str, HostOutcome]
     run_dir: Path
+    finished: bool = True  # Ansible reached its final stats (not killed or aborted)
 
     @property
     def failed_hosts(self) -> list[str]:
@@ -133,7 +146,10 @@ class RunResult:
 
 
 def failure_message(result: Mapping[str, Any]) -> str:
-    """One line saying why a task failed, from a task result (msg, stderr or the module's message)."""
+    """One line saying why a task failed: a failed loop's items' messages, else msg or stderr."""
+    items = [item for item in result.get("results") or [] if isinstance(item, Mapping) and item.get("failed")]
+    if items:  # the loop's own msg, "One or more items failed", names nothing
+        return "; ".join(failure_message(item) for item in items)[:500]
     for key in ("msg", "stderr", "reason", "message"):
         value = result.get(key)
         if value:
@@ -147,6 +163,7 @@ class EventCollector:
     def __init__(self, on_event: EventCallback | None = None) -> None:
         self.hosts: dict[str, HostOutcome] = {}
         self.stats_report: dict[str, Any] = {}
+        self.finished = False
         self.on_event = on_event
 
     def host(self, name: str) -> HostOutcome:
@@ -166,9 +183,20 @@ class EventCollector:
         data = event.get("event_data") or {}
         name = data.get("host")
         if kind == "playbook_on_stats":
+            self.finished = True
             self.stats_report = dict((data.get("artifact_data") or {}).get(REPORT_STATS_KEY) or {})
+            # Ansible's own tally wins: a failure a block rescued is no failure of the host.
+            failures, dark = data.get("failures") or {}, data.get("dark") or {}
+            for host in self.hosts.values():
+                if "failures" in data:
+                    host.failed = int(failures.get(host.host, 0))
+                if "dark" in data:
+                    host.unreachable = bool(dark.get(host.host, 0))
         elif name:
             host = self.host(name)
+            host.last_seen = time.monotonic()
+            if not host.first_seen:
+                host.first_seen = host.last_seen
             task = data.get("task", "")
             if kind == "runner_on_start":
                 host.current_task = task
@@ -179,6 +207,8 @@ class EventCollector:
                 host.failed += 1
                 host.failed_task = task
                 host.message = failure_message(data.get("res") or {})
+                # Sticky: the rescue that re-raises a refusal (e.g. a held lock) is still a refusal.
+                host.refused = host.refused or bool((data.get("res") or {}).get("refused"))
             elif kind == "runner_on_unreachable":
                 host.unreachable = True
                 host.failed_task = task
@@ -189,15 +219,54 @@ class EventCollector:
             self.on_event(event)
 
 
-def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> RunResult:
-    run_dir = state_home() / "runs" / run.run_id
-    if run_dir.exists():
-        raise UsageError(f"run directory already exists, refusing to reuse it: {run_dir}")
-    kwargs = run.runner_kwargs(run_dir)  # validates first: a usage error leaves no run directory
-    run_dir.mkdir(parents=True, mode=0o700)
-    collector = EventCollector(on_event)
+def scrub_command_artifact(private_data_dir: Path, keep: Mapping[str, str]) -> None:
+    """Rewrite runner's ``artifacts/<ident>/command`` without the controller's environment.
+
+    runner records the whole environment of the Ansible process there (an operator's exported
+    tokens included). Only the names survive, and the values clinicops set itself.
+    """
+    for command_file in private_data_dir.glob("artifacts/*/command"):
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(command_file.read_text(encoding="utf-8"))
+            env = data.get("env") or {}
+            data["env"] = {name: keep.get(name, "<not recorded>") for name in sorted(env)}
+            scratch = command_file.with_name(".command.scrubbed")
+            scratch.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+            scratch.chmod(0o600)
+            scratch.replace(command_file)
+
+
+def run_playbook(
+    run: PlaybookRun,
+    private_data_dir: Path,
+    on_event: EventCallback | None = None,
+    cancel: Callable[[], bool] | None = None,
+    collector: EventCollector | None = None,
+) -> RunResult:
+    """One ansible-runner invocation in a fresh ``private_data_dir`` (refused if it exists)."""
+    if private_data_dir.exists():
+        raise UsageError(f"run directory already exists, refusing to reuse it: {private_data_dir}")
+    kwargs = run.runner_kwargs(private_data_dir)  # validates first: a usage error leaves no run directory
+    private_data_dir.mkdir(parents=True, mode=0o700)
+    collector = collector or EventCollector(on_event)
+    known = dict(kwargs["envvars"])
+
+    def status_handler(status: Mapping[str, Any], runner_config: Any = None) -> None:
+        # 'running' comes after runner wrote the command file and before Ansible starts.
+        if status.get("status") == "running":
+            scrub_command_artifact(private_data_dir, known)
+
     started = time.monotonic()
-    runner = ansible_runner.run(event_handler=collector, **kwargs)
+    try:
+        runner = ansible_runner.run(
+            event_handler=collector,
+            status_handler=status_handler,
+            # Our own callback, so runner installs no signal handlers: the CLI owns Ctrl-C.
+            cancel_callback=cancel or (lambda: False),
+            **kwargs,
+        )
+    finally:
+        scrub_command_artifact(private_data_dir, known)
     for name, report in collector.stats_report.items():
         collector.host(name).report = dict(report or {})
     return RunResult(
@@ -206,7 +275,8 @@ def run_playbook(run: PlaybookRun, on_event: EventCallback | None = None) -> Run
         rc=runner.rc,
         duration=time.monotonic() - started,
         hosts=collector.hosts,
-        run_dir=run_dir,
+        run_dir=private_data_dir,
+        finished=collector.finished,
     )
 
 

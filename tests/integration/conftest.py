@@ -108,22 +108,22 @@ def ansible_playbook(playbook: Path, *args: str, **popen) -> subprocess.Popen[st
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
 
 
-def lab_secret(clinic: str) -> str:
-    """The clinic's database password, decrypted from the lab's vault file (to grep for it)."""
-    inventory = ROOT / "inventories" / f"lab-{LAB}"
+def lab_secret(clinic: str, lab: str = LAB, file: str = "vault.yml", key: str = "clinic_host_db_password") -> str:
+    """A secret of the clinic, decrypted from the lab's vault file (to grep for it)."""
+    inventory = ROOT / "inventories" / f"lab-{lab}"
     done = subprocess.run(
         [
             str(Path(sys.executable).parent / "ansible-vault"),
             "view",
             "--vault-password-file",
             str(inventory / ".vault-pass"),
-            str(inventory / "host_vars" / clinic / "vault.yml"),
+            str(inventory / "host_vars" / clinic / file),
         ],
         capture_output=True,
         text=True,
         check=True,
     )
-    secret = yaml.safe_load(done.stdout)["clinic_host_db_password"]
+    secret = yaml.safe_load(done.stdout)[key]
     assert len(secret) >= 12
     return secret
 

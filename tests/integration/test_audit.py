@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import PLAYBOOKS, ansible_playbook, clinicops, health_json, lab_secret, ok_in
+from conftest import PLAYBOOKS, ROOT, ansible_playbook, clinicops, health_json, lab_secret, ok_in
 
 
 def test_a_run_is_recorded_per_clinic_and_the_chain_verifies(clinics, tmp_path: Path):
@@ -66,3 +66,17 @@ def test_the_clinic_keeps_its_own_chained_record(clinics, tmp_path: Path):
     local = tmp_path / "clinic-audit.jsonl"
     local.write_text("\n".join(lines) + "\n")
     assert "2 records, chain intact" in clinicops("audit", "verify", "--trail", str(local)).stdout
+
+
+def test_a_job_run_by_awx_is_recorded_under_its_job_id_and_user(clinics, tmp_path: Path):
+    from clinicops.audit import CALLBACK
+
+    trail = tmp_path / "audit.jsonl"
+    env = {"ANSIBLE_CALLBACKS_ENABLED": CALLBACK, "CLINICOPS_AUDIT_TRAIL": str(trail)}
+    extra = json.dumps({"awx_job_id": 4242, "awx_user_name": "ops-oncall", "awx_job_template_name": "health"})
+    run = ansible_playbook(ROOT / "playbooks" / "health.yml", "--limit", "kinshasa", "-e", extra, env=env)
+    output, _ = run.communicate(timeout=300)
+    assert run.returncode == 0, output
+    records = [json.loads(line) for line in trail.read_text().splitlines()]
+    assert [(r["clinic"], r["run_id"], r["outcome"]) for r in records] == [("kinshasa", "awx-4242", "ok")]
+    assert records[0]["who"]["awx_user_name"] == "ops-oncall" and records[0]["who"]["awx_job_id"] == "4242"

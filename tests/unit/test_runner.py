@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import re
 import shlex
+import socket
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -65,10 +68,23 @@ def test_runner_kwargs_basics(playbook_and_inventory: tuple[Path, Path], tmp_pat
     assert "limit" not in kwargs
 
 
-def test_runner_kwargs_extravars_are_run_id_and_given_vars_only(playbook_and_inventory: tuple[Path, Path]) -> None:
+def test_runner_kwargs_extravars_are_given_vars_and_who_ran_them(playbook_and_inventory: tuple[Path, Path]) -> None:
     run = make_run(playbook_and_inventory, extravars={"health_retries": 3})
     kwargs = run.runner_kwargs(Path("/tmp/unused"))
-    assert kwargs["extravars"] == {"clinicops_run_id": RUN_ID, "health_retries": 3}
+    assert kwargs["extravars"] == {
+        "health_retries": 3,
+        "clinicops_run_id": RUN_ID,
+        "clinicops_who": getpass.getuser(),
+        "clinicops_controller": socket.gethostname(),
+    }
+
+
+def test_runner_kwargs_run_id_and_who_are_not_overridable(playbook_and_inventory: tuple[Path, Path]) -> None:
+    given = {"clinicops_run_id": "forged", "clinicops_who": "someone-else", "clinicops_controller": "elsewhere"}
+    extravars = make_run(playbook_and_inventory, extravars=given).runner_kwargs(Path("/tmp/unused"))["extravars"]
+    assert extravars["clinicops_run_id"] == RUN_ID
+    assert extravars["clinicops_who"] == getpass.getuser()
+    assert extravars["clinicops_controller"] == socket.gethostname()
 
 
 def test_runner_kwargs_pass_no_secret_from_the_environment(
@@ -265,6 +281,65 @@ def test_malformed_events_never_raise(malformed: dict[str, Any]) -> None:
     assert EventCollector()(malformed) is True
 
 
+def test_a_refusal_is_told_from_a_failure_and_stays_one() -> None:
+    collector = EventCollector()
+    held = {"msg": "clinic lock /var/lib/clinicops/clinic.lock: held by run r0", "refused": True}
+    feed(
+        collector,
+        event("runner_on_failed", "paris", task="Take the clinic lock", res=held),
+        # the rescue re-raises with a plain fail: still a refusal
+        event("runner_on_failed", "paris", task="Fail with the reason", res={"msg": "refused: lock held"}),
+        event("runner_on_failed", "kinshasa", task="Migrate", res={"msg": "boom", "refused": False}),
+    )
+    assert collector.hosts["paris"].refused and collector.hosts["paris"].outcome == "refused"
+    assert collector.hosts["paris"].message == "refused: lock held"
+    assert collector.hosts["kinshasa"].outcome == "failed"
+
+
+def test_the_stats_tally_wins_over_the_events() -> None:
+    collector = EventCollector()
+    feed(
+        collector,
+        # a failure a block rescued: an event, but no failure of the host in Ansible's tally
+        event("runner_on_failed", "paris", task="Try the fast path", res={"msg": "no fast path"}),
+        event("runner_on_ok", "paris", task="Slow path", res={}),
+        event("runner_on_ok", "sydney", task="Gathering Facts", res={}),
+        event("runner_on_ok", "kinshasa", task="Gathering Facts", res={}),
+        event("playbook_on_stats", failures={"kinshasa": 1}, dark={"sydney": 1}, ok={"paris": 1}),
+    )
+    assert collector.finished
+    assert collector.hosts["paris"].outcome == "ok"
+    assert collector.hosts["sydney"].outcome == "unreachable"
+    assert collector.hosts["kinshasa"].outcome == "failed"
+
+
+def test_stats_without_a_tally_keep_the_event_counts() -> None:
+    collector = EventCollector()
+    feed(collector, event("runner_on_failed", "paris", res={"msg": "x"}), event("playbook_on_stats"))
+    assert collector.finished
+    assert collector.hosts["paris"].outcome == "failed"
+
+
+def test_a_run_without_stats_is_not_finished() -> None:
+    collector = EventCollector()
+    feed(collector, event("runner_on_ok", "paris", res={}))
+    assert not collector.finished
+
+
+def test_first_and_last_seen(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter([100.0, 104.5, 107.25])
+    monkeypatch.setattr(runner.time, "monotonic", lambda: next(clock))
+    collector = EventCollector()
+    feed(
+        collector,
+        event("runner_on_start", "paris", task="a"),
+        event("runner_on_ok", "paris", task="a", res={}),
+        event("runner_on_ok", "paris", task="b", res={}),
+    )
+    paris = collector.hosts["paris"]
+    assert (paris.first_seen, paris.last_seen) == (100.0, 107.25)
+
+
 # -- HostOutcome, failure_message, RunResult -------------------------------------------------------
 
 
@@ -276,6 +351,8 @@ def test_malformed_events_never_raise(malformed: dict[str, Any]) -> None:
         ({"changed": 1}, "ok"),
         ({"ok": 3, "failed": 1}, "failed"),
         ({"ok": 3, "failed": 1, "unreachable": True}, "unreachable"),
+        ({"ok": 3, "failed": 1, "refused": True}, "refused"),
+        ({"ok": 3, "refused": True}, "ok"),  # a refusal a rescue absorbed
     ],
 )
 def test_host_outcome(fields: dict[str, Any], outcome: str) -> None:
@@ -353,12 +430,33 @@ def clinicops_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def private(clinicops_home: Path) -> Path:
+    return clinicops_home / "runs" / RUN_ID / "runner" / "01-01"
+
+
+def write_command_artifact(private_data_dir: Path, env: dict[str, str]) -> Path:
+    """What ansible-runner writes before Ansible starts: the command line and its whole environment."""
+    command = private_data_dir / "artifacts" / "run" / "command"
+    command.parent.mkdir(parents=True, exist_ok=True)
+    command.write_text(
+        json.dumps({"command": ["ansible-playbook", "health.yml"], "cwd": str(private_data_dir), "env": env})
+    )
+    command.chmod(0o600)
+    return command
+
+
+@pytest.fixture
 def fake_runner(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """ansible_runner.run replaying a small health run; returns the kwargs of each call."""
     calls: list[dict[str, Any]] = []
 
-    def run(event_handler: Callable[[dict[str, Any]], bool], **kwargs: Any) -> SimpleNamespace:
-        calls.append(kwargs)
+    def run(
+        event_handler: Callable[[dict[str, Any]], bool],
+        status_handler: Callable[..., None],
+        cancel_callback: Callable[[], bool],
+        **kwargs: Any,
+    ) -> SimpleNamespace:
+        calls.append({**kwargs, "status_handler": status_handler, "cancel_callback": cancel_callback})
         assert Path(kwargs["private_data_dir"]).is_dir()
         for item in (
             event("runner_on_ok", "paris", task="Check", res={}),
@@ -376,68 +474,185 @@ def fake_runner(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
 
 def test_run_playbook_collects_outcomes_and_reports(
-    playbook_and_inventory: tuple[Path, Path], clinicops_home: Path, fake_runner: list[dict[str, Any]]
+    playbook_and_inventory: tuple[Path, Path], private: Path, fake_runner: list[dict[str, Any]]
 ) -> None:
     seen: list[dict[str, Any]] = []
-    result = run_playbook(make_run(playbook_and_inventory), on_event=seen.append)
+    result = run_playbook(make_run(playbook_and_inventory), private, on_event=seen.append)
     assert (result.run_id, result.status, result.rc) == (RUN_ID, "failed", 2)
-    assert result.run_dir == clinicops_home / "runs" / RUN_ID
-    assert fake_runner[0]["private_data_dir"] == str(result.run_dir)
+    assert result.run_dir == private
+    assert fake_runner[0]["private_data_dir"] == str(private)
     assert result.hosts["paris"].report == {"healthy": True}
     assert result.hosts["kinshasa"].report == {"healthy": False}
     assert result.hosts["kinshasa"].message == "HTTP 503"
     assert result.failed_hosts == ["kinshasa"]
+    assert result.finished is True
     assert len(seen) == 3
     assert result.duration >= 0
 
 
-def test_run_playbook_run_dir_is_private(
-    playbook_and_inventory: tuple[Path, Path], clinicops_home: Path, fake_runner: list[dict[str, Any]]
+def test_run_playbook_uses_the_given_collector(
+    playbook_and_inventory: tuple[Path, Path], private: Path, fake_runner: list[dict[str, Any]]
 ) -> None:
-    result = run_playbook(make_run(playbook_and_inventory))
+    collector = EventCollector()
+    collector.host("lyon")  # known before the run: a clinic of the wave without any event
+    result = run_playbook(make_run(playbook_and_inventory), private, collector=collector)
+    assert result.hosts is collector.hosts
+    assert set(result.hosts) == {"lyon", "paris", "kinshasa"}
+    assert result.hosts["lyon"].outcome == "not run"
+
+
+def test_run_playbook_passes_the_cancel_callback(
+    playbook_and_inventory: tuple[Path, Path], private: Path, fake_runner: list[dict[str, Any]]
+) -> None:
+    answers = iter([False, True])
+    run_playbook(make_run(playbook_and_inventory), private / "a", cancel=lambda: next(answers))
+    run_playbook(make_run(playbook_and_inventory), private / "b")
+    given, default = (call["cancel_callback"] for call in fake_runner)
+    assert (given(), given()) == (False, True)
+    # Never None: runner would then install its own SIGINT/SIGTERM handlers over the CLI's.
+    assert default() is False
+
+
+def test_run_playbook_killed_before_the_stats_is_not_finished(
+    playbook_and_inventory: tuple[Path, Path], private: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def run(event_handler: Callable[[dict[str, Any]], bool], **_kwargs: Any) -> SimpleNamespace:
+        event_handler(event("runner_on_ok", "paris", task="Stop the app", res={"changed": True}))
+        return SimpleNamespace(status="canceled", rc=254)
+
+    monkeypatch.setattr(runner.ansible_runner, "run", run)
+    result = run_playbook(make_run(playbook_and_inventory), private)
+    assert (result.status, result.finished) == ("canceled", False)
+    assert result.hosts["paris"].outcome == "ok"  # what ran; the report decides it is "aborted"
+
+
+def test_run_playbook_run_dir_is_private(
+    playbook_and_inventory: tuple[Path, Path], private: Path, fake_runner: list[dict[str, Any]]
+) -> None:
+    result = run_playbook(make_run(playbook_and_inventory), private)
     assert stat.S_IMODE(result.run_dir.stat().st_mode) == 0o700
 
 
 def test_run_playbook_report_of_a_host_without_events(
-    playbook_and_inventory: tuple[Path, Path], clinicops_home: Path, monkeypatch: pytest.MonkeyPatch
+    playbook_and_inventory: tuple[Path, Path], private: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def run(event_handler: Callable[[dict[str, Any]], bool], **_kwargs: Any) -> SimpleNamespace:
         event_handler(event("playbook_on_stats", artifact_data={REPORT_STATS_KEY: {"lordhowe": None}}))
         return SimpleNamespace(status="successful", rc=0)
 
     monkeypatch.setattr(runner.ansible_runner, "run", run)
-    result = run_playbook(make_run(playbook_and_inventory))
+    result = run_playbook(make_run(playbook_and_inventory), private)
     assert result.hosts["lordhowe"].report == {}
 
 
 def test_run_playbook_refuses_an_existing_run_dir(
-    playbook_and_inventory: tuple[Path, Path], clinicops_home: Path, fake_runner: list[dict[str, Any]]
+    playbook_and_inventory: tuple[Path, Path], private: Path, fake_runner: list[dict[str, Any]]
 ) -> None:
-    existing = clinicops_home / "runs" / RUN_ID
-    existing.mkdir(parents=True)
-    (existing / "keep").write_text("earlier run")
+    private.mkdir(parents=True)
+    (private / "keep").write_text("earlier run")
     with pytest.raises(UsageError, match="refusing to reuse"):
-        run_playbook(make_run(playbook_and_inventory))
+        run_playbook(make_run(playbook_and_inventory), private)
     assert fake_runner == []
-    assert (existing / "keep").read_text() == "earlier run"
+    assert (private / "keep").read_text() == "earlier run"
 
 
-def test_run_playbook_twice_with_one_id_is_refused(
-    playbook_and_inventory: tuple[Path, Path], clinicops_home: Path, fake_runner: list[dict[str, Any]]
+def test_run_playbook_twice_in_one_dir_is_refused(
+    playbook_and_inventory: tuple[Path, Path], private: Path, fake_runner: list[dict[str, Any]]
 ) -> None:
-    run_playbook(make_run(playbook_and_inventory))
+    run_playbook(make_run(playbook_and_inventory), private)
     with pytest.raises(UsageError):
-        run_playbook(make_run(playbook_and_inventory))
+        run_playbook(make_run(playbook_and_inventory), private)
     assert len(fake_runner) == 1
 
 
 def test_run_playbook_usage_error_leaves_no_run_dir(
     playbook_and_inventory: tuple[Path, Path],
-    clinicops_home: Path,
+    private: Path,
     fake_runner: list[dict[str, Any]],
     tmp_path: Path,
 ) -> None:
     with pytest.raises(UsageError, match="inventory not found"):
-        run_playbook(make_run(playbook_and_inventory, inventory=tmp_path / "absent"))
+        run_playbook(make_run(playbook_and_inventory, inventory=tmp_path / "absent"), private)
     assert fake_runner == []
-    assert not (clinicops_home / "runs" / RUN_ID).exists()
+    assert not private.exists()
+
+
+# -- the command artifact: no secret of the controller's environment --------------------------------
+
+OPERATOR_SECRET = "ghp_operatorTokenExportedInTheShell"
+
+
+def test_scrub_keeps_names_and_our_values_only(tmp_path: Path) -> None:
+    env = {
+        "GITHUB_TOKEN": OPERATOR_SECRET,
+        "PGPASSWORD": OPERATOR_SECRET,
+        "HOME": "/home/operator",
+        "CLINICOPS_RUN_ID": RUN_ID,
+        "ANSIBLE_NOCOLOR": "True",
+    }
+    command = write_command_artifact(tmp_path, env)
+    runner.scrub_command_artifact(tmp_path, {"CLINICOPS_RUN_ID": RUN_ID, "ANSIBLE_NOCOLOR": "True", "UNUSED": "x"})
+    text = command.read_text()
+    assert OPERATOR_SECRET not in text
+    data = json.loads(text)
+    assert data["env"] == {
+        "ANSIBLE_NOCOLOR": "True",
+        "CLINICOPS_RUN_ID": RUN_ID,
+        "GITHUB_TOKEN": "<not recorded>",
+        "HOME": "<not recorded>",
+        "PGPASSWORD": "<not recorded>",
+    }
+    assert data["command"] == ["ansible-playbook", "health.yml"]  # the rest is kept
+    assert data["cwd"] == str(tmp_path)
+    assert stat.S_IMODE(command.stat().st_mode) == 0o600
+    assert sorted(path.name for path in command.parent.iterdir()) == ["command"]  # no scratch file left
+
+
+def test_scrub_leaves_what_it_cannot_read(tmp_path: Path) -> None:
+    runner.scrub_command_artifact(tmp_path, {})  # no artifacts yet: nothing to do
+    command = tmp_path / "artifacts" / "run" / "command"
+    command.parent.mkdir(parents=True)
+    command.write_text("not json")
+    runner.scrub_command_artifact(tmp_path, {})
+    assert command.read_text() == "not json"
+
+
+def test_run_playbook_scrubs_the_command_before_ansible_starts_and_after(
+    playbook_and_inventory: tuple[Path, Path], private: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPERATOR_TOKEN", OPERATOR_SECRET)
+    seen_while_running: list[str] = []
+
+    def run(
+        event_handler: Callable[[dict[str, Any]], bool], status_handler: Callable[..., None], **kwargs: Any
+    ) -> SimpleNamespace:
+        # Like runner: the command file holds the whole environment of the Ansible process.
+        command = write_command_artifact(Path(kwargs["private_data_dir"]), {**os.environ, **kwargs["envvars"]})
+        status_handler({"status": "starting", "runner_ident": "run"}, runner_config=None)
+        status_handler({"status": "running", "runner_ident": "run"}, runner_config=None)
+        seen_while_running.append(command.read_text())
+        write_command_artifact(Path(kwargs["private_data_dir"]), {"OPERATOR_TOKEN": OPERATOR_SECRET})
+        return SimpleNamespace(status="successful", rc=0)
+
+    monkeypatch.setattr(runner.ansible_runner, "run", run)
+    run_playbook(make_run(playbook_and_inventory), private)
+    (while_running,) = seen_while_running
+    assert OPERATOR_SECRET not in while_running
+    env = json.loads(while_running)["env"]
+    assert env["OPERATOR_TOKEN"] == "<not recorded>"
+    assert env["CLINICOPS_RUN_ID"] == RUN_ID  # a value clinicops set itself
+    after = (private / "artifacts" / "run" / "command").read_text()
+    assert OPERATOR_SECRET not in after  # scrubbed again once runner returned
+
+
+def test_run_playbook_scrubs_even_when_runner_raises(
+    playbook_and_inventory: tuple[Path, Path], private: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def run(**kwargs: Any) -> SimpleNamespace:
+        write_command_artifact(Path(kwargs["private_data_dir"]), {"OPERATOR_TOKEN": OPERATOR_SECRET})
+        raise OSError("runner could not start ansible-playbook")
+
+    monkeypatch.setattr(runner.ansible_runner, "run", run)
+    with pytest.raises(OSError, match="could not start"):
+        run_playbook(make_run(playbook_and_inventory), private)
+    assert OPERATOR_SECRET not in (private / "artifacts" / "run" / "command").read_text()

@@ -30,7 +30,7 @@ from clinicops.lab.artifacts import Artifact, build_artifacts
 from clinicops.lab.engine import ensure_engine
 from clinicops.lab.image import ImageRecipe, ensure_image
 from clinicops.project import ansible_env, project_root, tool_dir
-from clinicops.runner import PlaybookRun, new_run_id, run_playbook
+from clinicops.runner import PlaybookRun, new_run_id, run_playbook, state_home
 
 LABEL = "clinicops.lab"
 ROLE_LABEL = "clinicops.lab.role"
@@ -306,15 +306,17 @@ class Lab:
         if not todo:
             return []
         self.log(f"provisioning {', '.join(todo)} (clinicops.runbook.clinic_host, offsite_vault)")
+        run_id = new_run_id("lab-provision")
         result = run_playbook(
             PlaybookRun(
                 playbook=self.root / "lab" / "provision.yml",
                 inventory=self.inventory_dir,
                 operation="lab-provision",
-                run_id=new_run_id("lab-provision"),
+                run_id=run_id,
                 limit=",".join(todo),
                 vault_password_file=self.vault_password_file,
-            )
+            ),
+            state_home() / "runs" / run_id,
         )
         failed = {name: host for name, host in result.hosts.items() if host.outcome in ("failed", "unreachable")}
         if failed or result.rc != 0:

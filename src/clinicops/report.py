@@ -1,0 +1,251 @@
+"""A run's report: one row per clinic, saved as JSON (for scripts) and Markdown (for people).
+
+The report is rebuilt from the run's state after every wave, so an interrupted or killed run still
+leaves a report saying how far it got. ``resume`` adds attempts to the same report: the newest
+attempt of a clinic is its outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from clinicops.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, UsageError
+from clinicops.runner import HostOutcome
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+
+# Outcomes of a clinic, and which of them count as done (resume skips those).
+SUCCESS = frozenset({"ok", "healthy"})
+# Report keys shown as a clinic's details, in this order, when a procedure publishes them.
+DETAIL_KEYS = (
+    "release_id",
+    "version",
+    "previous",
+    "deployed",
+    "backup",
+    "snapshot_id",
+    "snapshot_time",
+    "backup_age_hours",
+    "rows",
+    "verified",
+    "offsite",
+)
+# The health survey's own columns.
+SURVEY_KEYS = ("timezone", "version", "release", "database", "rows", "disk_free_bytes", "summary")
+
+
+def clinic_row(
+    clinic: str, wave: str, attempt: int, host: HostOutcome | None, finished: bool, command: str
+) -> dict[str, Any]:
+    """One clinic's row from what its wave's run saw (``host`` None: the clinic had no event)."""
+    row: dict[str, Any] = {
+        "clinic": clinic,
+        "wave": wave,
+        "attempt": attempt,
+        "outcome": "not run",
+        "duration_s": 0.0,
+        "ok": 0,
+        "changed": 0,
+        "failed": 0,
+        "failed_task": "",
+        "message": "",
+        "details": {},
+    }
+    if host is not None:
+        row.update(
+            outcome=host.outcome,
+            duration_s=round(max(0.0, host.last_seen - host.first_seen), 1),
+            ok=host.ok,
+            changed=host.changed,
+            failed=host.failed,
+            failed_task=host.failed_task,
+            message=host.message,
+            details={key: host.report[key] for key in DETAIL_KEYS if host.report.get(key) not in (None, "", {})},
+        )
+        if row["outcome"] in ("ok", "not run") and not finished:
+            # Killed mid-play: whatever ran, the procedure did not complete on this clinic.
+            row["outcome"] = "aborted"
+        if command == "health":
+            _survey(row, host)
+    elif not finished:
+        row["outcome"] = "aborted"
+    return row
+
+
+def _survey(row: dict[str, Any], host: HostOutcome) -> None:
+    report = host.report
+    if row["outcome"] not in ("unreachable", "aborted"):
+        row["outcome"] = ("healthy" if report.get("healthy") else "unhealthy") if report else "failed"
+    row.update(
+        timezone=report.get("timezone", ""),
+        version=report.get("app_version") or "",
+        release=report.get("release") or "",
+        database=report.get("database", "?"),
+        rows=report.get("rows"),
+        disk_free_bytes=report.get("disk_free_bytes"),
+        summary=report.get("summary") or host.message,
+    )
+
+
+def not_reached(clinic: str, wave: str, attempt: int) -> dict[str, Any]:
+    row = clinic_row(clinic, wave, attempt, None, True, "")
+    row["outcome"] = "not reached"
+    return row
+
+
+def summarize(clinics: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    return dict(Counter(row["outcome"] for row in clinics))
+
+
+def exit_code(report: Mapping[str, Any]) -> int:
+    """0 all done; 1 a clinic failed; 3 refused (and nothing failed); 130 stopped by the operator."""
+    outcomes = {row["outcome"] for row in report["clinics"]}
+    if outcomes <= SUCCESS:
+        return EXIT_OK
+    if outcomes & {"failed", "unreachable", "unhealthy", "aborted", "not run"}:
+        return EXIT_FAILED
+    if "refused" in outcomes:
+        return EXIT_REFUSED
+    if report.get("interrupted"):
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED  # not reached after a failed wave of an earlier attempt
+
+
+def status_of(report: Mapping[str, Any]) -> str:
+    code = exit_code(report)
+    if report.get("interrupted") == "aborted":
+        return "aborted"
+    return {EXIT_OK: "ok", EXIT_REFUSED: "refused", EXIT_INTERRUPTED: "stopped"}.get(code, "failed")
+
+
+def save(run_dir: Path, report: Mapping[str, Any]) -> None:
+    """Write report.json and report.md atomically (a reader never sees half a report)."""
+    for name, text in ((REPORT_JSON, json.dumps(report, indent=2, sort_keys=False)), (REPORT_MD, markdown(report))):
+        scratch = run_dir / f".{name}.tmp"
+        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+        scratch.replace(run_dir / name)
+
+
+def load(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / REPORT_JSON).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UsageError(f"run {run_dir.name} has no report ({run_dir / REPORT_JSON} is missing)") from exc
+    except ValueError as exc:
+        raise UsageError(f"report of run {run_dir.name} is not JSON: {exc}") from exc
+
+
+def _cell(value: Any) -> str:
+    return str(value if value is not None else "").replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(report: Mapping[str, Any]) -> str:
+    """The readable report: what ran, the waves, one row per clinic, the failures in full."""
+    lines = [
+        f"# clinicops {report['command']} — run {report['run_id']}",
+        "",
+        f"- status: **{report['status']}** (exit {report['exit_code']})",
+        f"- started: {report['started']}; ended: {report.get('ended') or '(running)'}; "
+        f"duration: {report.get('duration_s', 0)} s",
+        f"- by: {report.get('user', '?')} on {report.get('controller', '?')}",
+        f"- inventory: `{report.get('inventory', '')}`",
+    ]
+    if report.get("limit"):
+        lines.append(f"- limit: `{report['limit']}`")
+    if report.get("check"):
+        lines.append("- dry run (--check): nothing was changed")
+    for key, value in (report.get("options") or {}).items():
+        lines.append(f"- {key}: `{value}`")
+    if report.get("interrupted"):
+        lines.append(f"- interrupted by the operator: {report['interrupted']}")
+    counts = ", ".join(f"{count} {outcome}" for outcome, count in sorted(report.get("counts", {}).items()))
+    lines += ["", f"Clinics: {counts}", ""]
+    for attempt in report.get("attempts", []):
+        lines.append(f"## Attempt {attempt['attempt']} ({attempt['kind']}, started {attempt['started']})")
+        lines.append("")
+        lines.append("| wave | clinics | status |")
+        lines.append("|---|---|---|")
+        for wave in attempt["waves"]:
+            hosts = _cell(", ".join(wave["hosts"]))
+            lines.append(f"| {wave['index']}. {_cell(wave['name'])} | {hosts} | {wave['status']} |")
+        lines.append("")
+    lines += [
+        "## Clinics",
+        "",
+        "| clinic | outcome | wave | attempt | duration | details | failure |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in report["clinics"]:
+        details = " ".join(f"{key}={value}" for key, value in row.get("details", {}).items())
+        if row.get("summary"):
+            details = (details + " " + str(row["summary"])).strip()
+        failure = f"{row['failed_task']}: {row['message']}" if row.get("failed_task") else ""
+        lines.append(
+            f"| {_cell(row['clinic'])} | {row['outcome']} | {_cell(row['wave'])} | {row['attempt']} | "
+            f"{row['duration_s']} s | {_cell(details)} | {_cell(failure)} |"
+        )
+    if any(row["outcome"] not in SUCCESS for row in report["clinics"]) and report["status"] != "ok":
+        lines += ["", f"Resume the clinics that did not finish: `clinicops resume {report['run_id']}`"]
+    return "\n".join(lines)
+
+
+def find_run(runs_dir: Path, ref: str) -> Path:
+    """A run by id, unique prefix, unique suffix (the random part) or ``last``."""
+    if not runs_dir.is_dir():
+        raise UsageError(f"no runs yet ({runs_dir} does not exist)")
+    if "/" in ref or ref in ("", ".", ".."):
+        raise UsageError(f"{ref!r} is not a run id")
+    runs = sorted(path for path in runs_dir.iterdir() if (path / REPORT_JSON).is_file())
+    if ref == "last":
+        if not runs:
+            raise UsageError(f"no runs yet in {runs_dir}")
+        return runs[-1]
+    matches = [path for path in runs if path.name == ref] or [
+        path for path in runs if path.name.startswith(ref) or path.name.endswith(ref)
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UsageError(f"no run {ref!r} in {runs_dir} (see `clinicops runs`)")
+    raise UsageError(f"{ref!r} matches {len(matches)} runs: {', '.join(path.name for path in matches[:5])}")
+
+
+def list_runs(runs_dir: Path, last: int) -> list[dict[str, Any]]:
+    """The newest ``last`` runs, one summary each (runs without a report are shown as such)."""
+    if not runs_dir.is_dir():
+        return []
+    rows = []
+    # Fleet runs only: a run directory without a report is a lab provisioning run.
+    for path in sorted((path for path in runs_dir.iterdir() if (path / REPORT_JSON).is_file()), reverse=True)[
+        : max(last, 0)
+    ]:
+        try:
+            report = load(path)
+        except UsageError:
+            rows.append(
+                {"run_id": path.name, "command": "?", "status": "unreadable report", "counts": {}, "started": ""}
+            )
+            continue
+        rows.append(
+            {
+                "run_id": report["run_id"],
+                "command": report["command"],
+                "status": report["status"],
+                "counts": report.get("counts", {}),
+                "started": report["started"],
+                "duration_s": report.get("duration_s", 0),
+                "attempts": len(report.get("attempts", [])),
+                "release_id": next(
+                    (value for key, value in (report.get("options") or {}).items() if key.endswith("release_id")), ""
+                ),
+            }
+        )
+    return rows
