@@ -3,11 +3,16 @@ medians, spreads and ratios measured in the same run."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +25,8 @@ from clinicops.project import ansible_env
 STARTED = time.monotonic()
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# Labs that belong to something else: the demo's, the integration tests', bench/backup_restore.py's.
+OTHER_LABS = ("lab", "itest", "bench")
 
 
 class BenchError(Exception):
@@ -82,6 +89,47 @@ def lab_containers(lab: str, inventory: Path, count: int) -> list[tuple[str, Con
             f"lab {lab!r} runs {len(by_host)} clinics, {count} needed (missing: {missing}); run without --no-lab-up"
         )
     return [(host, by_host[host]) for host in order]
+
+
+def lab_parser(description: str, lab: str) -> argparse.ArgumentParser:
+    """The options of a benchmark on a lab of its own: --lab, --no-lab-up, --json, --down (then its own)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--lab", default=lab, help=f"lab name (default {lab}; never another lab's)")
+    parser.add_argument("--no-lab-up", action="store_true", help="use the running lab as it is")
+    parser.add_argument("--json", type=Path, help="also write every sample to this JSON file")
+    parser.add_argument("--down", action="store_true", help="take the lab down at the end")
+    return parser
+
+
+def lab_inventory(parser: argparse.ArgumentParser, lab: str) -> Path:
+    """The lab's inventory directory; a usage error for a lab that belongs to something else."""
+    if lab in OTHER_LABS:
+        parser.error(f"lab {lab!r} belongs to something else; use a lab of its own")
+    return ROOT / "inventories" / f"lab-{lab}"
+
+
+def wind_up(args: argparse.Namespace, samples: dict[str, Any]) -> None:
+    """At the end, after an error too: the samples to ``--json`` (when there are any), the lab down with ``--down``."""
+    if args.json and samples.get("values"):
+        args.json.write_text(json.dumps(samples, indent=2, default=str) + "\n")
+    if args.down:
+        lab_down(args.lab)
+
+
+def machine_facts() -> dict[str, Any]:
+    """What a report says about the machine and the checkout it measured."""
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
+    )
+    return {
+        "cpus": os.cpu_count(),
+        "load at start": os.getloadavg()[0],
+        "ansible": "ansible-core " + version("ansible-core"),
+        "runner": "ansible-runner " + version("ansible-runner"),
+        "python": platform.python_version(),
+        "commit": commit.stdout.strip(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 # -- the report --------------------------------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -47,10 +46,13 @@ from common import (  # bench/ is the script's own directory
     BenchError,
     Table,
     lab_containers,
-    lab_down,
+    lab_inventory,
+    lab_parser,
     lab_up,
     log,
+    machine_facts,
     tool_env,
+    wind_up,
 )
 from docker.models.containers import Container
 
@@ -585,19 +587,13 @@ def report(samples: Samples, args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lab", default="benchdeploy", help="lab name (default benchdeploy; never another lab's)")
+    parser = lab_parser(__doc__.split("\n\n")[0], "benchdeploy")
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement, order alternating (default 3)")
-    parser.add_argument("--no-lab-up", action="store_true", help="use the running lab as it is")
     parser.add_argument("--only", choices=["rollback", "deploy"], help="measure only this")
-    parser.add_argument("--json", type=Path, help="also write every sample to this JSON file")
-    parser.add_argument("--down", action="store_true", help="take the lab down at the end")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
-    if args.lab in ("lab", "itest", "bench"):
-        parser.error(f"lab {args.lab!r} belongs to something else; use a lab of its own")
-    inventory = ROOT / "inventories" / f"lab-{args.lab}"
+    inventory = lab_inventory(parser, args.lab)
     samples = Samples()
     try:
         # The rollback needs one clinic; the deploy comparison needs ten.
@@ -605,21 +601,7 @@ def main(argv: list[str] | None = None) -> int:
         clinics = lab_clinics(args.lab, inventory, bring_up=not args.no_lab_up, count=count)
         ansible = Ansible(inventory)
         samples.facts.update(
-            {
-                "clinic": clinics[0].host,
-                "clinics": [clinic.host for clinic in clinics],
-                "cpus": os.cpu_count(),
-                "load at start": os.getloadavg()[0],
-                "ansible": "ansible-core " + _ansible_version(),
-                "python": platform.python_version(),
-                "commit": subprocess.run(
-                    ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                ).stdout.strip(),
-                "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            }
+            {"clinic": clinics[0].host, "clinics": [clinic.host for clinic in clinics], **machine_facts()}
         )
         log(f"clinics {', '.join(samples.facts['clinics'])}; rollback and the 1-clinic deploy on {clinics[0].host}")
         if args.only in (None, "rollback"):
@@ -630,21 +612,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
     finally:
-        if args.json and samples.values:
-            data = {"values": samples.values, "tasks": samples.tasks, "runs": samples.runs, "facts": samples.facts}
-            args.json.write_text(json.dumps(data, indent=2, default=str) + "\n")
-        if args.down:
-            lab_down(args.lab)
+        wind_up(args, {"values": samples.values, "tasks": samples.tasks, "runs": samples.runs, "facts": samples.facts})
     print(report(samples, args))
     wall = time.monotonic() - STARTED
     print(f"\nbenchmark wall time {wall / 60:.1f} min; reproduce: make bench-deploy (or {' '.join(_command(argv))})")
     return 0
-
-
-def _ansible_version() -> str:
-    from ansible.release import __version__
-
-    return __version__
 
 
 def _command(argv: Iterable[str] | None) -> list[str]:

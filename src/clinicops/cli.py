@@ -10,7 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clinicops import __version__
-from clinicops.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ClinicopsError, RefusedError, UsageError
+from clinicops.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ClinicopsError,
+    RefusedError,
+    UsageError,
+)
 
 
 def _log(message: str) -> None:
@@ -27,7 +35,7 @@ def _default_inventory() -> Path:
 
 
 def _vault_file(args: argparse.Namespace, inventory: Path) -> Path | None:
-    from clinicops.lab.fleet import lab_vault_password_file
+    from clinicops.lab import lab_vault_password_file
 
     if args.vault_password_file:
         return Path(args.vault_password_file)
@@ -344,6 +352,39 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_windows(args: argparse.Namespace) -> int:
+    from rich.table import Table
+    from rich.text import Text
+
+    from clinicops.inventory import resolve_fleet
+    from clinicops.run_report import stdout_console
+    from clinicops.windows import clinic_windows, parse_at, parse_step
+
+    step, moment = parse_step(args.step), parse_at(args.at)
+    inventory = Path(args.inventory) if args.inventory else _default_inventory()
+    fleet = resolve_fleet(inventory, args.limit, _vault_file(args, inventory))
+    rows = clinic_windows(fleet, args.procedure, step, moment)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        what = f"{args.procedure or 'any procedure'}" + (f", a {args.step} step" if args.step else "")
+        table = Table(title=f"maintenance windows — {what}", title_justify="left")
+        for column in ("clinic", "time zone", "state", "until", "next opening", "reason"):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            style = "green" if row.get("allowed") else "red" if row["state"] == "invalid" else "yellow"
+            table.add_row(
+                Text(row["clinic"]),
+                Text(row["timezone"]),
+                Text(row["state"], style=style),
+                Text(str(row.get("end") or "") if row.get("allowed") else ""),
+                Text(str(row.get("next_opening") or "")),
+                Text(row.get("reason", "")),
+            )
+        stdout_console().print(table)
+    return EXIT_USAGE if any(row["state"] == "invalid" for row in rows) else EXIT_OK
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from clinicops.audit import default_trail, tail, verify
     from clinicops.runner import state_home
@@ -458,6 +499,16 @@ def build_parser() -> argparse.ArgumentParser:
     for child in (backup, drill, restore, deploy, rollback):
         child.add_argument("--check", action="store_true", help="dry run: report what would change")
         child.set_defaults(func=cmd_procedure)
+
+    windows = sub.add_parser("windows", help="which clinics are in a maintenance window now; when each next opens")
+    windows.add_argument("-i", "--inventory", help="inventory directory or file (default: the lab)")
+    windows.add_argument("--limit", help="clinics or groups (Ansible --limit pattern)")
+    windows.add_argument("--vault-password-file", help="vault password file for the inventory")
+    windows.add_argument("--procedure", help="the procedure to ask for (maintenance, deploy, ...; default any)")
+    windows.add_argument("--step", help="how long the step takes (45m, 1h30m): must end before the cutoff")
+    windows.add_argument("--at", help="evaluate at this ISO 8601 time instead of now (with an offset)")
+    windows.add_argument("--json", action="store_true", help="one JSON object per clinic")
+    windows.set_defaults(func=cmd_windows)
 
     runs = sub.add_parser("runs", help="past runs, newest first")
     runs.add_argument("-n", "--last", type=int, default=20, help="how many runs (default 20)")

@@ -1,4 +1,4 @@
-"""Shared fixtures of the unit tests: loopback servers started by the tests themselves.
+"""Shared fixtures of the unit tests: a private state home, a bare inventory, loopback servers.
 
 The collection's module_utils are imported as Ansible imports them, from the collection tree
 ``clinicops.project.collections_root()`` builds, so that tree goes first on ``sys.path``.
@@ -14,12 +14,31 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
 from clinicops.project import collections_root
 
 sys.path.insert(0, str(collections_root()))
+
+
+@pytest.fixture
+def clinicops_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """$CLINICOPS_HOME of the test: its runs, locks and fleet cache, apart from every other test's."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("CLINICOPS_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def inventory_dir(tmp_path: Path) -> Path:
+    """An inventory directory Ansible would accept (the fleet itself is faked where it matters)."""
+    directory = tmp_path / "inventory"
+    directory.mkdir()
+    (directory / "hosts.yml").write_text("all: {}\n")
+    return directory
+
 
 POLL_INTERVAL = 0.02  # how fast serve_forever notices shutdown(); keeps teardown quick
 

@@ -28,21 +28,6 @@ def run_id_pattern(command: str) -> str:
     return rf"\d{{8}}T\d{{6}}Z-{command}-[0-9a-f]{{6}}"
 
 
-@pytest.fixture
-def clinicops_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("CLINICOPS_HOME", str(home))
-    return home
-
-
-@pytest.fixture
-def inventory_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "inventory"
-    directory.mkdir()
-    (directory / "hosts.yml").write_text("all: {}\n")
-    return directory
-
-
 class FakeFleet:
     """``resolve_fleet``: the clinics the inventory would give; records how it was asked."""
 

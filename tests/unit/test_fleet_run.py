@@ -96,9 +96,8 @@ class FakeAnsible:
 
 
 @pytest.fixture
-def home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    monkeypatch.setenv("CLINICOPS_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
+def home(clinicops_home: Path) -> Path:
+    return clinicops_home
 
 
 @pytest.fixture
@@ -109,11 +108,8 @@ def fake(monkeypatch: pytest.MonkeyPatch, home: Path) -> FakeAnsible:
 
 
 @pytest.fixture
-def inventory(tmp_path: Path) -> Path:
-    directory = tmp_path / "inventory"
-    directory.mkdir()
-    (directory / "hosts.yml").write_text("all: {}\n")
-    return directory
+def inventory(inventory_dir: Path) -> Path:
+    return inventory_dir
 
 
 @pytest.fixture

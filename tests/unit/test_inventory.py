@@ -136,6 +136,13 @@ def test_only_restricts_hosts_groups_and_hostvars() -> None:
 
 # -- resolve_fleet: the real ansible-inventory on a tiny inventory ---------------------------------
 
+
+@pytest.fixture(autouse=True)
+def _private_home(clinicops_home: Path) -> Path:
+    """Each test its own state home: the fleet cache of one test never answers another."""
+    return clinicops_home
+
+
 HOSTS_YML = """\
 all:
   children:
@@ -260,3 +267,75 @@ def test_resolve_with_output_that_is_not_json_is_a_usage_error(tmp_path: Path, m
     fake_inventory_tool(monkeypatch, "[WARNING]: something\n")
     with pytest.raises(UsageError, match="printed no JSON"):
         resolve_fleet(tmp_path)
+
+
+# -- the fleet cache -------------------------------------------------------------------------------
+
+
+def copy_inventory(tiny_inventory: tuple[Path, Path], tmp_path: Path) -> Path:
+    import shutil
+
+    copy = tmp_path / "inventory"
+    shutil.copytree(tiny_inventory[0], copy)
+    return copy
+
+
+def forbid_ansible_inventory(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_subprocess(*_args: Any, **_kwargs: Any) -> None:
+        raise AssertionError("ansible-inventory ran although the fleet was cached")
+
+    monkeypatch.setattr(inventory_module.subprocess, "run", no_subprocess)
+
+
+def test_a_static_inventory_is_resolved_once_then_read_from_the_cache(
+    tiny_inventory: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clinicops_home: Path
+) -> None:
+    inventory, password = copy_inventory(tiny_inventory, tmp_path), tiny_inventory[1]
+    first = resolve_fleet(inventory, "clinics:!clinic-goma", password)
+    (cached,) = (clinicops_home / "cache").glob("fleet-*.json")
+    assert cached.stat().st_mode & 0o777 == 0o600
+    assert SECRET not in cached.read_text()
+    forbid_ansible_inventory(monkeypatch)
+    assert resolve_fleet(inventory, "clinics:!clinic-goma", password) == first
+
+
+def test_a_changed_inventory_file_or_another_limit_is_resolved_again(
+    tiny_inventory: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inventory, password = copy_inventory(tiny_inventory, tmp_path), tiny_inventory[1]
+    assert resolve_fleet(inventory, None, password).hosts == ("clinic-gombe", "clinic-goma", "clinic-paris-11")
+    hosts = inventory / "hosts.yml"
+    hosts.write_text(
+        hosts.read_text().replace("clinic-goma:\n              clinic_id", "clinic-bukavu:\n              clinic_id")
+    )
+    os.utime(hosts, ns=(hosts.stat().st_atime_ns, hosts.stat().st_mtime_ns + 10**9))
+    assert "clinic-bukavu" in resolve_fleet(inventory, None, password).hosts
+    assert resolve_fleet(inventory, "region_europe", password).hosts == ("clinic-paris-11",)
+
+
+@pytest.mark.parametrize("dynamic", ["script", "plugin", "disabled"])
+def test_dynamic_inventories_and_the_switch_bypass_the_cache(
+    tiny_inventory: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dynamic: str
+) -> None:
+    inventory, password = copy_inventory(tiny_inventory, tmp_path), tiny_inventory[1]
+    if dynamic == "script":
+        script = inventory / "list.sh"
+        script.write_text('#!/bin/sh\necho \'{"_meta": {"hostvars": {}}}\'\n')
+        script.chmod(0o755)
+    elif dynamic == "plugin":
+        (inventory / "cloud.yml").write_text("plugin: ansible.builtin.constructed\nstrict: false\n")
+    else:
+        monkeypatch.setenv("CLINICOPS_INVENTORY_CACHE", "0")
+    resolve_fleet(inventory, None, password)
+    assert inventory_module._cache_file(inventory, None, password, "clinics") is None
+    assert not (Path(os.environ["CLINICOPS_HOME"]) / "cache").exists()
+
+
+def test_an_unreadable_cache_entry_is_resolved_again(
+    tiny_inventory: tuple[Path, Path], tmp_path: Path, clinicops_home: Path
+) -> None:
+    inventory, password = copy_inventory(tiny_inventory, tmp_path), tiny_inventory[1]
+    first = resolve_fleet(inventory, None, password)
+    (cached,) = (clinicops_home / "cache").glob("fleet-*.json")
+    cached.write_text("{not json")
+    assert resolve_fleet(inventory, None, password) == first

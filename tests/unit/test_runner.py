@@ -423,13 +423,6 @@ def test_playbook_path_unknown_is_usage_error() -> None:
 
 
 @pytest.fixture
-def clinicops_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("CLINICOPS_HOME", str(home))
-    return home
-
-
-@pytest.fixture
 def private(clinicops_home: Path) -> Path:
     return clinicops_home / "runs" / RUN_ID / "runner" / "01-01"
 

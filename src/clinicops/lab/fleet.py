@@ -26,6 +26,7 @@ import docker.errors
 from docker.models.containers import Container
 
 from clinicops.errors import ClinicopsError, UsageError
+from clinicops.lab import MARKER, lab_vault_password_file  # noqa: F401 (re-exported)
 from clinicops.lab.artifacts import Artifact, build_artifacts
 from clinicops.lab.engine import ensure_engine
 from clinicops.lab.image import ImageRecipe, ensure_image
@@ -34,7 +35,6 @@ from clinicops.runner import PlaybookRun, new_run_id, run_playbook, state_home
 
 LABEL = "clinicops.lab"
 ROLE_LABEL = "clinicops.lab.role"
-MARKER = ".clinicops-lab.json"
 PROVISION_STAMP = "/etc/clinicops/lab-provisioned"
 BOOTSTRAP_VERSION = "1.0.0"
 READY_TIMEOUT = 90.0
@@ -378,14 +378,6 @@ class Lab:
                 }
             )
         return rows
-
-
-def lab_vault_password_file(inventory: Path) -> Path | None:
-    """The vault password file of an inventory written by the lab, if that is what it is."""
-    marker = inventory / MARKER if inventory.is_dir() else None
-    if marker is None or not marker.is_file():
-        return None
-    return inventory / json.loads(marker.read_text())["vault_password_file"]
 
 
 def _write_if_changed(path: Path, content: str) -> None:
