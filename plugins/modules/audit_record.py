@@ -38,10 +38,13 @@ options:
     type: str
     required: true
   outcome:
-    description: How the procedure ended on this clinic.
+    description:
+      - How the procedure ended on this clinic.
+      - V(override) records a break-glass override of the clinic's maintenance window (the
+        C(clinicops.runbook.window_gate) role writes it).
     type: str
     required: true
-    choices: [started, ok, failed, refused, rolled_back, skipped]
+    choices: [started, ok, failed, refused, rolled_back, skipped, override]
   run_id:
     description: The run the procedure belongs to.
     type: str
@@ -111,7 +114,7 @@ def main():
         argument_spec=dict(
             procedure=dict(type="str", required=True),
             outcome=dict(type="str", required=True,
-                         choices=["started", "ok", "failed", "refused", "rolled_back", "skipped"]),
+                         choices=["started", "ok", "failed", "refused", "rolled_back", "skipped", "override"]),
             run_id=dict(type="str", required=True),
             who=dict(type="str", default="unknown"),
             details=dict(type="dict", default={}),

@@ -367,7 +367,7 @@ def cmd_windows(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        what = f"{args.procedure or 'any procedure'}" + (f", a {args.step} step" if args.step else "")
+        what = args.procedure + (f", a {args.step} step" if args.step else "")
         table = Table(title=f"maintenance windows — {what}", title_justify="left")
         for column in ("clinic", "time zone", "state", "until", "next opening", "reason"):
             table.add_column(column, overflow="fold")
@@ -504,8 +504,10 @@ def build_parser() -> argparse.ArgumentParser:
     windows.add_argument("-i", "--inventory", help="inventory directory or file (default: the lab)")
     windows.add_argument("--limit", help="clinics or groups (Ansible --limit pattern)")
     windows.add_argument("--vault-password-file", help="vault password file for the inventory")
-    windows.add_argument("--procedure", help="the procedure to ask for (maintenance, deploy, ...; default any)")
-    windows.add_argument("--step", help="how long the step takes (45m, 1h30m): must end before the cutoff")
+    windows.add_argument(
+        "--procedure", default="maintenance", help="the procedure to ask for (default maintenance; deploy, ...)"
+    )
+    windows.add_argument("--step", help="how long the step takes (45m, 1h30m, 90s): must end before the cutoff")
     windows.add_argument("--at", help="evaluate at this ISO 8601 time instead of now (with an offset)")
     windows.add_argument("--json", action="store_true", help="one JSON object per clinic")
     windows.set_defaults(func=cmd_windows)

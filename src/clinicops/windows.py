@@ -1,8 +1,8 @@
 """``clinicops windows``: which clinics may be disrupted now, and when each next opens.
 
-The answer comes from the collection's one window evaluator (module_utils maintenance_windows),
-the code the in-play gate runs, over the inventory's window data: the CLI and the gate cannot
-disagree about a window.
+The answer comes from the gate's own decision (module_utils window_gate over the one window
+evaluator, maintenance_windows), the code the in-play gate runs, over the inventory's window data:
+the CLI and the gate cannot disagree about a clinic.
 """
 
 from __future__ import annotations
@@ -17,59 +17,53 @@ from clinicops.inventory import Fleet
 from clinicops.project import collections_root
 
 
-def evaluator() -> Any:
-    """The collection's evaluator module, imported from the collection tree Ansible loads."""
+def _collection_module(name: str) -> Any:
+    """A module_utils module of the collection, imported from the collection tree Ansible loads."""
+    import importlib
+
     root = str(collections_root())
     if root not in sys.path:
         sys.path.insert(0, root)
-    from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops import maintenance_windows
-
-    return maintenance_windows
+    return importlib.import_module(f"ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.{name}")
 
 
 def clinic_windows(
-    fleet: Fleet, procedure: str | None, step_duration: int, now: datetime | None = None
+    fleet: Fleet, procedure: str, step_duration: int | str, now: datetime | None = None
 ) -> list[dict[str, Any]]:
-    """One row per clinic: the gate's answer for ``procedure`` at ``now`` (default: the real time)."""
-    windows = evaluator()
+    """One row per clinic: what the gate (window_gate.decide, enforce mode) answers at ``now``."""
+    gate = _collection_module("window_gate")
     moment = now or datetime.now(UTC)
     rows = []
     for host in fleet.hosts:
         facts: Mapping[str, Any] = fleet.hostvars.get(host, {})
-        zone = facts.get("clinic_timezone")
-        configured = facts.get("clinic_maintenance_windows") or []
-        row: dict[str, Any] = {"clinic": host, "timezone": zone or ""}
-        if not zone:
-            row.update(state="invalid", allowed=False, reason="no clinic_timezone in the inventory")
-        elif not configured:
-            row.update(state="unrestricted", allowed=True, reason="no maintenance windows configured")
+        row: dict[str, Any] = {"clinic": host, "timezone": facts.get("clinic_timezone") or ""}
+        try:
+            answer = gate.decide(
+                procedure,
+                facts.get("clinic_timezone"),
+                facts.get("clinic_maintenance_windows"),
+                facts.get("clinic_maintenance_exclusions"),
+                moment,
+                step_duration=step_duration,
+                freeze=bool(facts.get("clinicops_freeze")),
+                freeze_reason=str(facts.get("clinicops_freeze_reason") or ""),
+                clinic=host,
+            )
+        except ValueError as exc:  # GateError, WindowError: they name clinic, window and field
+            row.update(state="invalid", allowed=False, reason=str(exc))
         else:
-            try:
-                row.update(
-                    windows.evaluate(
-                        zone,
-                        configured,
-                        facts.get("clinic_maintenance_exclusions") or [],
-                        moment,
-                        procedure=procedure,
-                        step_duration=step_duration,
-                        freeze=bool(facts.get("clinicops_freeze")),
-                        freeze_reason=str(facts.get("clinicops_freeze_reason") or ""),
-                        clinic=host,
-                    )
-                )
-            except ValueError as exc:  # the evaluator's WindowError names clinic, window and field
-                row.update(state="invalid", allowed=False, reason=str(exc))
+            row.update(answer["window"])
+            row.update(allowed=answer["allowed"], reason=answer["message"])
         rows.append(row)
     return rows
 
 
 def parse_step(text: str | None) -> int:
-    """``45m`` / ``1h30m`` / minutes -> seconds, with the evaluator's own duration syntax."""
+    """``45m`` / ``1h30m`` / ``90s`` / seconds -> seconds, as the gate's ``step_duration`` reads it."""
     if not text:
         return 0
     try:
-        return int(evaluator().parse_duration(text, "--step").total_seconds())
+        return int(_collection_module("window_gate").step_seconds(text))
     except ValueError as exc:
         raise UsageError(f"--step {text!r}: {exc}") from exc
 

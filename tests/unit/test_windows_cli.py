@@ -65,7 +65,7 @@ def test_freeze_exclusions_no_windows_and_bad_data() -> None:
             nozone={"clinic_maintenance_windows": WEEKLY},
             badzone={"clinic_timezone": "Mars/Olympus", "clinic_maintenance_windows": WEEKLY},
         ),
-        None,
+        "maintenance",
         0,
         SUNDAY,
     )
@@ -73,7 +73,7 @@ def test_freeze_exclusions_no_windows_and_bad_data() -> None:
     assert states == {
         "frozen": ("frozen", False),
         "excluded": ("excluded", False),
-        "free": ("unrestricted", True),
+        "free": ("unrestricted", True),  # as the gate treats a clinic without windows
         "nozone": ("invalid", False),
         "badzone": ("invalid", False),
     }
@@ -83,6 +83,7 @@ def test_freeze_exclusions_no_windows_and_bad_data() -> None:
 def test_step_and_at_are_checked() -> None:
     assert parse_step("1h30m") == 5400 and parse_step(None) == 0
     assert parse_at("2026-11-29T01:30:00Z") == SUNDAY
+    assert parse_step("90") == 90  # seconds, as the gate's step_duration reads a bare number
     for bad in ("soon", "-5m"):
         with pytest.raises(UsageError, match="--step"):
             parse_step(bad)

@@ -30,6 +30,7 @@ CHUNK = 1024 * 1024
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.pg_driver import (
     PSYCOPG_IMPORT_ERROR,
     pg_driver,
+    quote_ident,
 )
 
 
@@ -106,10 +107,6 @@ def pg_connect(conn):
         return pg_driver.connect(**params)
     except Exception as exc:  # pylint: disable=broad-except
         raise BackupError("cannot connect to database %s: %s" % (conn["database"], " ".join(str(exc).split()))) from exc
-
-
-def quote_ident(name):
-    return '"%s"' % name.replace('"', '""')
 
 
 def pg_tables(cursor):

@@ -29,6 +29,7 @@ except ImportError:  # pragma: no cover - Python 2 is not supported on clinic ho
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.pg_driver import (
     PSYCOPG_IMPORT_ERROR,
     pg_driver,
+    quote_ident,
 )
 
 
@@ -116,10 +117,6 @@ def _scalar(cursor, query, params=None):
     return row[0] if row else None
 
 
-def _quote_ident(name):
-    return '"%s"' % name.replace('"', '""')
-
-
 def probe_postgresql(spec):
     name = spec.get("name") or "postgresql"
     password = spec.get("password")
@@ -155,7 +152,7 @@ def probe_postgresql(spec):
         counts = {}
         for table in spec.get("count_tables") or []:
             counts[table] = _scalar(cursor, "SELECT count(*) FROM %s" % ".".join(
-                _quote_ident(part) for part in table.split(".")))
+                quote_ident(part) for part in table.split(".")))
         observed["row_counts"] = counts
     except Exception as exc:  # pylint: disable=broad-except
         return ProbeResult(name, "postgresql", False, "query failed: %s" % redact(exc, [password]), **observed)

@@ -22,3 +22,14 @@ except ImportError:
     except ImportError as exc:
         pg_driver = None
         PSYCOPG_IMPORT_ERROR = exc
+
+
+def quote_ident(name):
+    """A PostgreSQL identifier double-quoted for SQL (embedded quotes doubled); a NUL byte is refused.
+
+    The one quoting of names clinicops splices into SQL (table, schema, database and index names
+    read from the catalogs or checked by the caller); values always go as query parameters.
+    """
+    if "\x00" in name:
+        raise ValueError("refusing the name %r: it holds a NUL byte" % name)
+    return '"%s"' % name.replace('"', '""')

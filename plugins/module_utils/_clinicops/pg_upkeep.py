@@ -21,6 +21,10 @@ __metaclass__ = type
 import re
 from datetime import timezone
 
+from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.pg_driver import (
+    quote_ident as pg_quote_ident,
+)
+
 # fullmatch: "$" would let a trailing newline through.
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
@@ -32,11 +36,13 @@ STRING_LITERAL = re.compile(r"'(?:[^']|'')*(?:'|$)|\$([A-Za-z_][A-Za-z0-9_]*|)\$
 FIRST_CONCURRENT_REINDEX = 120000  # REINDEX ... CONCURRENTLY appeared in PostgreSQL 12
 FIRST_EXEC_TIME_COLUMNS = (1, 8)  # pg_stat_statements 1.8 renamed total_time/mean_time to *_exec_time
 
-# SQLSTATEs that mean "did not get its turn" rather than "broken": the item is skipped, not failed.
+# SQLSTATEs that mean "not this item, not now" rather than "broken": the item is skipped, not failed. A role
+# that does not own a table is treated alike for VACUUM (PostgreSQL only warns) and REINDEX (it errs).
 SKIP_STATES = {
     "55P03": "lock timeout",  # lock_not_available
     "57014": "statement timeout",  # query_canceled (statement_timeout; also a cancel by an operator)
     "40P01": "deadlock with another session",  # deadlock_detected
+    "42501": "not permitted",  # insufficient_privilege: the login role does not own it (PostgreSQL names what)
 }
 NOT_LOADED_STATE = "55000"  # object_not_in_prerequisite_state: pg_stat_statements not in shared_preload_libraries
 
@@ -59,10 +65,11 @@ def check_identifier(name, what):
 
 
 def quote_ident(name):
-    """Double-quote a name for SQL (embedded quotes doubled); a NUL byte is refused."""
-    if "\x00" in name:
-        raise UpkeepError("refusing the name %r: it holds a NUL byte" % name)
-    return '"%s"' % name.replace('"', '""')
+    """Double-quote a name for SQL (pg_driver.quote_ident); a NUL byte is an UpkeepError."""
+    try:
+        return pg_quote_ident(name)
+    except ValueError as exc:
+        raise UpkeepError(str(exc)) from None
 
 
 def qualified(schema, name):
@@ -192,7 +199,7 @@ def drop_index_statement(schema, index):
 
 def milliseconds_setting(seconds):
     """A timeout in seconds as a setting value; 0 (or less) turns the timeout off."""
-    return "%dms" % max(0, int(round(seconds * 1000)))
+    return "%dms" % max(0, round(seconds * 1000))
 
 
 # -- errors ----------------------------------------------------------------------------------------
@@ -221,6 +228,8 @@ def skip_reason(exc, lock_timeout, statement_timeout):
         reason += " (%s s)" % format_seconds(statement_timeout)
     elif state == "57014":
         reason = "cancelled: %s" % error_text(exc)
+    elif state == "42501":
+        reason = "%s: %s" % (reason, error_text(exc))
     return reason
 
 
@@ -248,10 +257,12 @@ def termination_guard(query, own_pid, terminate_superuser):
         return "the module's own backend"
     if terminate_superuser:
         return None
-    if query.get("backend_type") == "walsender" or query.get("replication"):
+    if query.get("backend_type") == "walsender":
         return "replication connection (set terminate_superuser to include it)"
     if query.get("superuser"):
         return "superuser session (set terminate_superuser to include it)"
+    if query.get("replication"):
+        return "session of a replication role (set terminate_superuser to include it)"
     return None
 
 
@@ -270,6 +281,16 @@ def plan_long_queries(queries, own_pid, terminate, terminate_superuser):
             entry["action"] = "terminate"
         planned.append(entry)
     return planned
+
+
+def still_running(long_queries):
+    """Pids of the long queries left running: their snapshots are what REINDEX CONCURRENTLY waits for."""
+    return [query["pid"] for query in long_queries if query.get("action") in ("reported", "protected", "failed")]
+
+
+def snapshot_wait_note(pids):
+    return ("REINDEX CONCURRENTLY waits for every older transaction of the database, and long queries still run "
+            "(pid %s)" % ", ".join(str(pid) for pid in pids))
 
 
 # -- connections and pg_stat_statements -------------------------------------------------------------
@@ -320,40 +341,40 @@ def count_status(entries, status):
     return sum(1 for entry in entries if entry.get("status") == status)
 
 
-def summarize(report, check_mode):
-    """One line for the person reading the play: what was done (or would be), skipped, failed, observed."""
-    vacuum, reindex = report["vacuum"], report["reindex"]
-    parts = []
-    if check_mode:
-        parts.append("check mode")
-    if report["vacuum_mode"] != "none":
-        done = count_status(vacuum, "would vacuum" if check_mode else "vacuumed")
+def summarize(report, options, check_mode):
+    """One line for the person reading the play: what was done (or would be), skipped, failed and observed.
+
+    ``options`` are the module's parameters (vacuum, reindex, long_query_threshold are read).
+    """
+    parts = ["check mode"] if check_mode else []
+    if options["vacuum"] != "none":
         verb = "would vacuum" if check_mode else "vacuumed"
-        parts.append("%s (%s) %d/%d tables" % (verb, report["vacuum_mode"], done, len(vacuum)))
-    if report["reindex_mode"] != "none":
-        done = count_status(reindex, "would reindex" if check_mode else "reindexed")
+        parts.append("%s (%s) %d/%d tables" % (verb, options["vacuum"], count_status(report["vacuum"], verb),
+                                               len(report["vacuum"])))
+    if options["reindex"] != "none":
         verb = "would reindex" if check_mode else "reindexed"
-        parts.append("%s %d/%d indexes" % (verb, done, len(reindex)))
+        parts.append("%s %d/%d indexes" % (verb, count_status(report["reindex"], verb), len(report["reindex"])))
     leftovers = report["leftovers"]
     if leftovers:
-        dropped = count_status(leftovers, "would drop" if check_mode else "dropped")
-        parts.append("%d invalid leftover index(es), %d %s" % (len(leftovers), dropped,
-                                                              "would be dropped" if check_mode else "dropped"))
-    long_queries = report["long_queries"]
-    ended = sum(1 for query in long_queries if query.get("action") in ("terminated", "would terminate"))
-    if long_queries:
-        parts.append("%d long quer%s over %s s (%d %s)" % (
-            len(long_queries), "y" if len(long_queries) == 1 else "ies", format_seconds(report["long_query_threshold"]),
-            ended, "would be terminated" if check_mode else "terminated"))
-    else:
-        parts.append("no long queries")
-    failed = [entry for entry in vacuum + reindex + leftovers if entry.get("status") == "failed"]
-    failed += [query for query in long_queries if query.get("action") == "failed"]
-    parts.append("%d skipped" % len(report["skipped"]))
+        verb = "would drop" if check_mode else "dropped"
+        parts.append("%d invalid leftover index(es) (%d %s)" % (len(leftovers), count_status(leftovers, verb), verb))
+    parts.append(describe_long_queries(report["long_queries"], options["long_query_threshold"], check_mode))
+    parts.append("%d skipped" % len(report["skipped_items"]))
+    failed = sum(count_status(report[kind], "failed") for kind in ("vacuum", "reindex", "leftovers"))
+    failed += sum(1 for query in report["long_queries"] if query.get("action") == "failed")
     if failed:
-        parts.append("%d failed" % len(failed))
+        parts.append("%d failed" % failed)
     connections = report["connections"]
     parts.append("connections %d/%d" % (connections.get("total", 0), connections.get("max_connections", 0)))
     parts.append("pg_stat_statements: %s" % report["pg_stat_statements"])
     parts.append("%s s" % format_seconds(report["durations"].get("total", 0)))
     return "%s: %s" % (report["database"], ", ".join(parts))
+
+
+def describe_long_queries(long_queries, threshold, check_mode):
+    if not long_queries:
+        return "no long queries (over %s s)" % format_seconds(threshold)
+    verb = "would terminate" if check_mode else "terminated"
+    ended = sum(1 for query in long_queries if query.get("action") == verb)
+    return "%d long quer%s over %s s (%d %s)" % (len(long_queries), "y" if len(long_queries) == 1 else "ies",
+                                                 format_seconds(threshold), ended, verb)
