@@ -13,6 +13,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,42 @@ def test_ctrl_c_finishes_the_running_wave_then_stops_leaving_clinics_healthy_and
     done = cli(home, "resume", report["run_id"], "--quiet")
     assert done.returncode == 0, done.stderr
     assert {current(container) for container in lab.values()} == {report["options"]["deploy_release_id"]}
+
+
+def test_an_abort_mid_wave_is_reported_and_resume_takes_the_left_locks_back(lab, home):
+    argv = [str(Path(sys.executable).parent / "clinicops"), "deploy", "-i", str(INVENTORY), "--version", "2.0.0"]
+    env = {**os.environ, "CLINICOPS_PROJECT_ROOT": str(ROOT), "CLINICOPS_HOME": str(home)}
+    run = subprocess.Popen(
+        [*argv, "--waves", "100%", "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while all(unlocked(container) for container in lab.values()):  # the play has taken a clinic lock
+            assert run.poll() is None and time.monotonic() < deadline, "no clinic was ever locked"
+            time.sleep(0.2)  # polling the clinics' lock files: nothing to wait on
+        run.send_signal(signal.SIGINT)
+        run.send_signal(signal.SIGINT)
+        out, _ = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 1
+    report = json.loads(out)
+    assert report["status"] == "aborted" and report["attempts"][0]["waves"][0]["status"] == "aborted"
+    assert "aborted" in {row["outcome"] for row in report["clinics"]}
+    left = [name for name, container in lab.items() if not unlocked(container)]
+    assert left, "the abort left no clinic lock: nothing for resume to take back"
+
+    done = cli(home, "resume", report["run_id"], "--json", "-v")
+    assert done.returncode == 0, done.stderr
+    release = report["options"]["deploy_release_id"]
+    assert {current(container) for container in lab.values()} == {release}
+    assert all(unlocked(container) for container in lab.values())
+    output = "".join(
+        path.read_text() for path in (home / "runs" / report["run_id"] / "runner" / "02-01").rglob("stdout")
+    )
+    for name in left:
+        assert f"STALE LOCK on {name}: this run ({report['run_id']}) still held it" in output, name
 
 
 def test_a_second_run_on_a_clinic_held_by_a_running_run_is_refused(lab, home):
