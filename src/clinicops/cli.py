@@ -72,16 +72,6 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def parse_waves(text: str) -> list[int | str]:
-    """``1,25%,100%`` -> ``[1, "25%", "100%"]``: Ansible's serial list, for ansible-playbook users."""
-    from clinicops.waves import parse_wave_spec
-
-    steps = parse_wave_spec(text)
-    if any(step.group for step in steps):
-        raise UsageError(f"--waves {text!r}: @group waves are planned by the CLI, not by the playbook's serial")
-    return [str(step) if step.percent is not None else int(str(step)) for step in steps]
-
-
 def deploy_vars(args: argparse.Namespace) -> dict:
     """Extra vars of a deploy: the version, exactly one source, one release id for every wave."""
     from datetime import UTC, datetime
@@ -215,13 +205,14 @@ def _wave_confirm(args: argparse.Namespace):
 
 
 def _finish(args: argparse.Namespace, state: dict) -> int:
+    from clinicops.report import counts_text
     from clinicops.run_report import render_outcomes
     from clinicops.survey import render_survey
 
     if args.json:
         print(json.dumps(state, indent=2))
     elif args.quiet:
-        counts = ", ".join(f"{count} {outcome}" for outcome, count in sorted(state["counts"].items()))
+        counts = counts_text(state["counts"])
         print(f"{state['command']} run {state['run_id']}: {state['status']} ({counts}); report: {state['report_path']}")
     elif state["command"] == "health":
         render_survey(state)
@@ -304,7 +295,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from clinicops.fleet_run import runs_dir
-    from clinicops.report import list_runs
+    from clinicops.report import counts_text, list_runs
     from clinicops.run_report import stdout_console
 
     rows = list_runs(runs_dir(), args.last)
@@ -318,7 +309,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for column in ("run", "command", "status", "clinics", "started", "duration", "attempts"):
         table.add_column(column)
     for row in rows:
-        counts = ", ".join(f"{count} {outcome}" for outcome, count in sorted(row["counts"].items()))
+        counts = counts_text(row["counts"])
         style = "green" if row["status"] == "ok" else "red"
         table.add_row(
             Text(row["run_id"]),

@@ -23,7 +23,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from clinicops.report import SUCCESS
+from clinicops.report import SUCCESS, counts_text, summarize
 from clinicops.runner import HostOutcome, failure_message
 from clinicops.waves import Wave
 
@@ -61,10 +61,7 @@ def _failure(event: dict[str, Any]) -> tuple[str, str, str] | None:
 
 
 def _wave_line(wave: Wave, total: int, rows: Sequence[Mapping[str, Any]], seconds: float) -> str:
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["outcome"]] = counts.get(row["outcome"], 0) + 1
-    summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))
+    summary = counts_text(summarize(rows))
     return f"wave {wave.index}/{total} {wave.name} done in {seconds:.1f}s: {summary}"
 
 

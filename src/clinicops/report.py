@@ -103,6 +103,11 @@ def summarize(clinics: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     return dict(Counter(row["outcome"] for row in clinics))
 
 
+def counts_text(counts: Mapping[str, int]) -> str:
+    """``{"ok": 2, "failed": 1}`` -> ``1 failed, 2 ok``: how every summary line says it."""
+    return ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))
+
+
 def exit_code(report: Mapping[str, Any]) -> int:
     """0 all done; 1 a clinic failed; 3 refused (and nothing failed); 130 stopped by the operator."""
     outcomes = {row["outcome"] for row in report["clinics"]}
@@ -166,7 +171,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         lines.append(f"- {key}: `{value}`")
     if report.get("interrupted"):
         lines.append(f"- interrupted by the operator: {report['interrupted']}")
-    counts = ", ".join(f"{count} {outcome}" for outcome, count in sorted(report.get("counts", {}).items()))
+    counts = counts_text(report.get("counts", {}))
     lines += ["", f"Clinics: {counts}", ""]
     for attempt in report.get("attempts", []):
         lines.append(f"## Attempt {attempt['attempt']} ({attempt['kind']}, started {attempt['started']})")

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from clinicops.report import SUCCESS
+from clinicops.report import SUCCESS, counts_text
 
 
 def stdout_console() -> Console:
@@ -40,7 +40,7 @@ def render_outcomes(report: Mapping[str, Any], console: Console | None = None) -
 
 
 def footer(report: Mapping[str, Any], console: Console) -> None:
-    counts = ", ".join(f"{count} {outcome}" for outcome, count in sorted(report.get("counts", {}).items()))
+    counts = counts_text(report.get("counts", {}))
     console.print(Text(f"{counts} — {report.get('duration_s', 0)}s — report: {report.get('report_path', '')}"))
     if report.get("status") not in ("ok", "running"):
         console.print(Text(f"to re-run the clinics that did not finish: clinicops resume {report['run_id']}"))

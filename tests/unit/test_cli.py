@@ -425,18 +425,6 @@ def test_ctrl_c_before_the_run_starts_exits_130(
 # -- argument helpers ------------------------------------------------------------------------------
 
 
-def test_waves_are_counts_or_percentages() -> None:
-    from clinicops.cli import parse_waves
-
-    assert parse_waves("1,25%,100%") == [1, "25%", "100%"]
-    assert parse_waves("2, 50%") == [2, "50%"]
-    for bad in ("0", "1,abc", "150%", "", "1;rm -rf /"):
-        with pytest.raises(UsageError, match="is not a wave; each wave is a clinic count"):
-            parse_waves(bad)
-    with pytest.raises(UsageError, match="@group waves are planned by the CLI"):
-        parse_waves("1,@region_europe")
-
-
 def test_deploy_makes_one_release_id_and_passes_exactly_one_source(tmp_path: Path) -> None:
     from clinicops.cli import build_parser, deploy_vars
 
