@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +42,7 @@ from common import (  # bench/ is the script's own directory
     ROOT,
     STARTED,
     BenchError,
+    Samples,
     Table,
     lab_down,
     lab_up,
@@ -239,26 +239,6 @@ def runbook_restore(clinic: Clinic, jobs: int) -> float:
     restored = clinic.exec(["pg_restore", "-d", RESTORE_DB, *parallel, RUNBOOK_DUMP], user="postgres")[0]
     clinic.drop_database(RESTORE_DB)
     return created + restored
-
-
-@dataclass
-class Samples:
-    values: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    tasks: dict[str, dict[str, list[float]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
-    facts: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, key: str, value: float) -> None:
-        self.values[key].append(value)
-
-    def add_tasks(self, scenario: str, run: PlaybookRun) -> None:
-        for name, seconds in run.tasks.items():
-            self.tasks[scenario][name].append(seconds)
-        self.tasks[scenario]["(ansible-playbook start-up, inventory, vault, between tasks)"].append(
-            run.wall - sum(run.tasks.values())
-        )
-
-    def median(self, key: str) -> float:
-        return statistics.median(self.values[key])
 
 
 def our_backup(clinic: Clinic, inventory: Path, samples: Samples, kind: str) -> None:

@@ -11,6 +11,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -175,3 +177,24 @@ class Table:
 
     def render(self) -> str:
         return "\n".join(self.lines)
+
+
+@dataclass
+class Samples:
+    """What a benchmark measured: seconds per key, per task of a scenario, every run in order, machine facts."""
+
+    values: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    tasks: dict[str, dict[str, list[float]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+    runs: list[dict[str, Any]] = field(default_factory=list)  # one record per measured command, in order
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, key: str, value: float) -> None:
+        self.values[key].append(value)
+
+    def add_tasks(self, scenario: str, run: Any) -> None:
+        """The task times of a playbook run (``.tasks``: name -> seconds; ``.wall``), and the rest of its wall time."""
+        for name, seconds in run.tasks.items():
+            self.tasks[scenario][name].append(seconds)
+        self.tasks[scenario]["(ansible-playbook start-up, inventory, vault, between tasks)"].append(
+            run.wall - sum(run.tasks.values())
+        )

@@ -44,6 +44,7 @@ from common import (  # bench/ is the script's own directory
     ROOT,
     STARTED,
     BenchError,
+    Samples,
     Table,
     lab_containers,
     lab_inventory,
@@ -264,24 +265,6 @@ def parse_run(wall: float, report: dict[str, Any]) -> PlaybookRun:
 
 
 # -- rollback: ours against the bare minimum by hand ------------------------------------------------------------------
-
-
-@dataclass
-class Samples:
-    values: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    tasks: dict[str, dict[str, list[float]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
-    runs: list[dict[str, Any]] = field(default_factory=list)  # one record per measured command, in order
-    facts: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, key: str, value: float) -> None:
-        self.values[key].append(value)
-
-    def add_tasks(self, scenario: str, run: PlaybookRun) -> None:
-        for name, seconds in run.tasks.items():
-            self.tasks[scenario][name].append(seconds)
-        self.tasks[scenario]["(ansible-playbook start-up, inventory, vault, between tasks)"].append(
-            run.wall - sum(run.tasks.values())
-        )
 
 
 def deploy_vars(version: str, release_id: str, force: bool = False) -> dict[str, Any]:
