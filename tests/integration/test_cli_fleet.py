@@ -13,6 +13,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -157,20 +158,37 @@ def test_an_abort_mid_wave_is_reported_and_resume_takes_the_left_locks_back(lab,
     argv = [str(Path(sys.executable).parent / "clinicops"), "deploy", "-i", str(INVENTORY), "--version", "2.0.0"]
     env = {**os.environ, "CLINICOPS_PROJECT_ROOT": str(ROOT), "CLINICOPS_HOME": str(home)}
     run = subprocess.Popen(
-        [*argv, "--waves", "100%", "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+        [*argv, "--waves", "100%", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
+    seen: list[str] = []
+    first_press_taken = threading.Event()
+
+    def read_progress() -> None:  # drains stderr so the run never blocks on a full pipe
+        for line in run.stderr:
+            seen.append(line)
+            if "Ctrl-C: the running wave finishes" in line:
+                first_press_taken.set()
+
+    reader = threading.Thread(target=read_progress, daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 300
         while all(unlocked(container) for container in lab.values()):  # the play has taken a clinic lock
             assert run.poll() is None and time.monotonic() < deadline, "no clinic was ever locked"
             time.sleep(0.2)  # polling the clinics' lock files: nothing to wait on
+        # Two signals sent back to back may reach the process as one (the kernel does not queue them):
+        # the second press goes only once the first has been taken.
         run.send_signal(signal.SIGINT)
+        assert first_press_taken.wait(timeout=60), "".join(seen)
         run.send_signal(signal.SIGINT)
-        out, _ = run.communicate(timeout=300)
+        out = run.stdout.read()
+        run.wait(timeout=300)
     finally:
         if run.poll() is None:
             run.kill()
-    assert run.returncode == 1
+    reader.join(timeout=60)
+    assert run.returncode == 1, "".join(seen)
+    assert "aborting: Ansible is being stopped" in "".join(seen)
     report = json.loads(out)
     assert report["status"] == "aborted" and report["attempts"][0]["waves"][0]["status"] == "aborted"
     assert "aborted" in {row["outcome"] for row in report["clinics"]}
