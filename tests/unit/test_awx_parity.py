@@ -6,6 +6,9 @@
   actually reads (its roles' argument specs and defaults, or the playbook itself), of a matching type;
 - the deploy workflow has its shape (name the release, backup, canary, approval, the other clinics, a
   withdraw on failure) and hands one release id to every node;
+- the window schedules are the inventory's maintenance windows: one per zone and window allowing the
+  procedure, limited to its clinics, whose rule fires on the gate's occurrences; bad window data stops
+  controller.yml before anything is declared;
 - ``ansible-builder create`` makes the execution environment's build context offline, with the
   collection tarball, and introspection finds the collection's Python and system requirements.
 """
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,6 +33,10 @@ import jinja2
 import jinja2.nodes
 import pytest
 import yaml
+from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.maintenance_windows import (
+    occurrences_between,
+    to_awx_rrule,
+)
 from dateutil.rrule import rrulestr
 
 from clinicops.project import collections_root, project_root
@@ -301,6 +309,94 @@ def test_schedules_follow_the_inventory_time_zones(plan: dict):
         limit = schedule["limit"]
         limited = set(listing[limit]["hosts"]) if limit in listing else set(limit.split(","))
         assert limited == members, schedule["name"]
+
+
+def test_window_schedules_are_the_inventorys_maintenance_windows(plan: dict):
+    settings = load(AWX / "vars.yml")
+    listing = json.loads(
+        run([str(BIN / "ansible-inventory"), "-i", str(ROOT / "inventories" / "example"), "--list"]).stdout
+    )
+    hostvars = listing["_meta"]["hostvars"]
+    clinics = [host for group in listing["clinics"]["children"] for host in listing[group].get("hosts", [])]
+    names = {template["key"]: template for template in plan["job_templates"]}
+    prefix = f"{settings['clinicops_awx_prefix']} window "
+    dtstart = datetime.strptime(settings["clinicops_awx_schedule_start"], "%Y%m%d").date()
+    declared = {schedule["name"]: schedule for schedule in plan["schedules"] if schedule["name"].startswith(prefix)}
+
+    # What the gate reads, grouped by hand: (procedure, zone, window) -> the clinics and the window.
+    expected: dict[tuple[str, str, str], tuple[set[str], dict]] = {}
+    for procedure in settings["clinicops_awx_window_procedures"]:
+        for clinic in clinics:
+            for window in hostvars[clinic].get("clinic_maintenance_windows") or []:
+                if procedure in window.get("procedures", [procedure]):
+                    key = (procedure, hostvars[clinic]["clinic_timezone"], window["name"])
+                    expected.setdefault(key, (set(), window))[0].add(clinic)
+    assert len(expected) == len(declared) == 8  # 4 zones x (weekly, monthly) allow maintenance
+
+    begin = datetime(2026, 11, 26, tzinfo=UTC)
+    for schedule in declared.values():
+        matches = [
+            key
+            for key in expected
+            if schedule["name"].endswith(f"-{key[2]}") and f"TZID={key[1]}:" in schedule["rrule"]
+        ]
+        assert len(matches) == 1, schedule["name"]
+        (procedure, zone, window_name), (members, window) = matches[0], expected[matches[0]]
+        template = names[procedure]
+        assert schedule["unified_job_template"] == template["name"]
+        assert template["playbook"] == f"playbooks/{procedure}.yml" and template["ask_limit_on_launch"] is True
+        assert set(schedule["limit"].split(",")) == members
+        assert schedule["rrule"] == to_awx_rrule(zone, window, dtstart)
+        # AWX refuses schedule variables its template neither prompts for nor asks in its survey.
+        survey = {question["variable"] for question in template["survey_spec"].get("spec", [])}
+        assert set(schedule["extra_data"]) <= survey, schedule["name"]
+        # No drift: read as AWX reads it, the rule fires at every occurrence of the window, and only then; the
+        # gate refuses the excluded ones. On a spring-forward day a 02:00 start is in the gap: the gate opens at
+        # its end (03:00), AWX fires that day at a time of its own (docs/maintenance-windows.md), so only the day
+        # is compared there.
+        rule = rrulestr(schedule["rrule"].replace(" RRULE:", "\nRRULE:"))
+        end = begin + timedelta(days=400)
+        fired = rule.between(begin, end)
+        for member in members:
+            occurrences = occurrences_between(
+                zone, [window], hostvars[member].get("clinic_maintenance_exclusions"), begin, end, clinic=member
+            )
+            opens = [datetime.fromisoformat(occurrence["start"]) for occurrence in occurrences]
+            assert len(fired) == len(opens) > 10, member
+            for when, gate in zip(fired, opens, strict=True):
+                if gate.strftime("%H:%M") == window["start"]:
+                    # Timestamps: Python never finds an ambiguous (fall-back) time equal to one of another zone.
+                    assert when.timestamp() == gate.timestamp(), (member, when, gate)
+                else:  # the start is in that day's spring-forward gap
+                    assert when.date() == gate.date() and abs(when - gate) <= timedelta(hours=1), (member, when, gate)
+            if window_name == "weekly":  # Sunday 2027-12-26 is a Christmas day: it fires, and the gate refuses it
+                assert [o["start"][:10] for o in occurrences if o["excluded"]] == ["2027-12-26"], member
+
+
+def test_bad_window_data_stops_the_declaration_naming_the_clinic(tmp_path: Path):
+    target = tmp_path / "plan.json"
+    bad = [{"name": "weekly", "rrule": "FREQ=WEEKLY;BYDAY=SU", "start": "02:00", "duration": "2h", "cutoff": "3h"}]
+    done = subprocess.run(
+        [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            str(ROOT / "inventories" / "example"),
+            str(AWX / "controller.yml"),
+            "-e",
+            json.dumps({"clinicops_awx_render_file": str(target), "clinic_maintenance_windows": bad}),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=ansible_env(),
+    )
+    assert done.returncode != 0
+    output = " ".join((done.stdout + done.stderr).split())
+    assert (
+        "window_schedules: clinic clinic-brooklyn.example.org: window 'weekly': cutoff 3 h must be shorter than the "
+        "duration 2 h" in output
+    )
+    assert not target.exists()
 
 
 # ---- the deploy workflow's own playbooks, run for real on a local stand-in clinic ------------------
