@@ -132,6 +132,80 @@ def restore_vars(args: argparse.Namespace) -> dict:
     }
 
 
+# The maintenance command's choices: option -> extra var maintenance_window_<option>.
+MAINTENANCE_CHOICES = {
+    "os_updates": ("security", "all", "none"),
+    "vacuum": ("analyze", "full", "none"),
+    "reindex": ("concurrently", "blocking", "none"),
+}
+MAINTENANCE_FLAGS = ("terminate_long_queries", "backup")
+
+
+def maintenance_vars(args: argparse.Namespace) -> dict:
+    """Extra vars of a maintenance run: only what the operator gave (the role's defaults do the rest)."""
+    from clinicops.windows import parse_duration
+
+    extravars: dict = {}
+    for name in (*MAINTENANCE_CHOICES, *MAINTENANCE_FLAGS):
+        value = getattr(args, name)
+        if value is not None:
+            extravars[f"maintenance_window_{name}"] = value
+    if args.step_duration is not None:
+        parse_duration(args.step_duration, "--step-duration")
+        extravars["maintenance_window_step_duration"] = "".join(args.step_duration.split())
+    return extravars
+
+
+def window_vars(args: argparse.Namespace) -> dict:
+    """Extra vars of the window gate of a gated procedure: mode, override reason, the instant judged."""
+    from clinicops.windows import parse_at
+
+    mode = args.window_mode
+    given = args.override_reason
+    reason = " ".join((given or "").split())
+    if given is not None and not reason:
+        raise UsageError("--override-reason is blank: say why the window is overridden; nothing was run")
+    if mode == "override" and not reason:
+        raise UsageError(
+            "--window-mode override needs --override-reason TEXT (recorded in each clinic's audit trail and in "
+            "the run report); nothing was run"
+        )
+    if reason and mode != "override":
+        raise UsageError(
+            "--override-reason is only for --window-mode override (without it, it would look like an override "
+            "and not be one); nothing was run"
+        )
+    extravars: dict = {}
+    if mode:
+        extravars["window_gate_mode"] = mode
+    if reason:
+        extravars["window_gate_override_reason"] = reason
+    moment = parse_at(args.now, "--now")
+    if moment is not None:
+        extravars["clinicops_now"] = moment.isoformat()
+    return extravars
+
+
+def wait_seconds(wait: str | None, extravars: dict) -> int:
+    """--wait-for-window[=MAX] in seconds (0: not asked), refused where waiting cannot help."""
+    from clinicops.windows import parse_duration
+
+    if wait is None:
+        return 0
+    if extravars.get("clinicops_now"):
+        raise UsageError(
+            "--wait-for-window waits for real time to pass, while --now judges every window at one fixed "
+            "instant: give one of them; nothing was run"
+        )
+    mode = extravars.get("window_gate_mode", "enforce")
+    if mode != "enforce":
+        raise UsageError(
+            f"--wait-for-window waits for the windows the gate enforces; with --window-mode {mode} the gate lets "
+            "every clinic through, so there is nothing to wait for; nothing was run"
+        )
+    return parse_duration(wait, "--wait-for-window")
+
+
 @dataclass(frozen=True)
 class Procedure:
     playbook: str
@@ -141,14 +215,37 @@ class Procedure:
     locks: bool = True  # disruptive: takes the controller's clinic locks
     confirm: str = ""  # extra var holding the clinic's id, when acting on live data needs it
     options: tuple[str, ...] = ()  # extra vars shown in the report
+    # Gated by the maintenance window gate (procedure name = the command): the step duration its
+    # playbook gives the gate by default (window_gate_step_duration), for the CLI's own evaluation.
+    window_step: str | None = None
+
+    @property
+    def gated(self) -> bool:
+        return self.window_step is not None
+
+
+# Extra vars of the window gate shown in the report of a gated run (not secrets).
+WINDOW_OPTIONS = ("window_gate_mode", "window_gate_override_reason", "clinicops_now")
 
 
 PROCEDURES = {
     "health": Procedure("health", "clinic health", lambda a: {}, locks=False),
     "deploy": Procedure(
-        "deploy", "deploy", deploy_vars, waves="1,25%,100%", options=("deploy_version", "deploy_release_id")
+        "deploy",
+        "deploy",
+        deploy_vars,
+        waves="1,25%,100%",
+        options=("deploy_version", "deploy_release_id", *WINDOW_OPTIONS),
+        window_step="15m",
     ),
-    "rollback": Procedure("rollback", "rollback", rollback_vars, confirm="rollback_confirm", options=("rollback_to",)),
+    "rollback": Procedure(
+        "rollback",
+        "rollback",
+        rollback_vars,
+        confirm="rollback_confirm",
+        options=("rollback_to", *WINDOW_OPTIONS),
+        window_step="5m",
+    ),
     "backup": Procedure(
         "backup",
         "backup",
@@ -159,7 +256,24 @@ PROCEDURES = {
         "restore_drill", "restore drill", lambda a: {"restore_snapshot": a.snapshot}, options=("restore_snapshot",)
     ),
     "restore": Procedure(
-        "restore", "restore", restore_vars, confirm="restore_confirm", options=("restore_snapshot", "restore_tables")
+        "restore",
+        "restore",
+        restore_vars,
+        confirm="restore_confirm",
+        options=("restore_snapshot", "restore_tables", *WINDOW_OPTIONS),
+        window_step="30m",
+    ),
+    "maintenance": Procedure(
+        "maintenance",
+        "maintenance",
+        maintenance_vars,
+        waves="1,100%",  # a canary clinic first: OS updates can break a clinic
+        options=(
+            *(f"maintenance_window_{name}" for name in (*MAINTENANCE_CHOICES, *MAINTENANCE_FLAGS)),
+            "maintenance_window_step_duration",
+            *WINDOW_OPTIONS,
+        ),
+        window_step="45m",
     ),
 }
 
@@ -221,6 +335,22 @@ def _finish(args: argparse.Namespace, state: dict) -> int:
     return int(state["exit_code"])
 
 
+def window_wait(procedure: Procedure, fleet, extravars: dict, max_s: int):
+    """The wait before each wave of a gated run in enforce mode (windows.WindowWait), else None."""
+    from clinicops.windows import WindowWait, parse_at, parse_step
+
+    if not procedure.gated or extravars.get("window_gate_mode", "enforce") != "enforce":
+        return None
+    step = extravars.get("maintenance_window_step_duration") if procedure.playbook == "maintenance" else None
+    return WindowWait(
+        fleet=fleet,
+        procedure=procedure.playbook,
+        step_s=parse_step(step or procedure.window_step),
+        max_s=max_s,
+        now=parse_at(extravars.get("clinicops_now")),
+    )
+
+
 def cmd_procedure(args: argparse.Namespace) -> int:
     from clinicops.fleet_run import FleetRun, RunSpec
     from clinicops.inventory import resolve_fleet
@@ -229,6 +359,10 @@ def cmd_procedure(args: argparse.Namespace) -> int:
 
     procedure = PROCEDURES[args.command]
     extravars = procedure.extravars(args)
+    wait_s = 0
+    if procedure.gated:
+        extravars.update(window_vars(args))
+        wait_s = wait_seconds(args.wait_for_window, extravars)
     steps = parse_wave_spec(args.waves or procedure.waves)
     if not 0 <= args.max_fail_percentage <= 100:
         raise UsageError(f"--max-fail-percentage must be 0..100, got {args.max_fail_percentage}")
@@ -254,15 +388,19 @@ def cmd_procedure(args: argparse.Namespace) -> int:
         max_fail_percentage=args.max_fail_percentage,
         wave_pause=bool(confirm),
         locks=procedure.locks,
+        wait_for_window_s=wait_s,
     )
-    state = FleetRun(spec, _display(args), confirm=confirm).start(waves)
+    wait = window_wait(procedure, fleet, extravars, wait_s)
+    state = FleetRun(spec, _display(args), confirm=confirm, wait=wait).start(waves)
     return _finish(args, state)
 
 
 def _title(args: argparse.Namespace, extravars: dict, procedure: Procedure) -> str:
+    title = procedure.title
     if args.command == "deploy":
-        return f"deploy {extravars['deploy_version']} (release {extravars['deploy_release_id']})"
-    return procedure.title
+        title = f"deploy {extravars['deploy_version']} (release {extravars['deploy_release_id']})"
+    mode = extravars.get("window_gate_mode", "enforce")
+    return title if mode == "enforce" else f"{title} — window {mode}"
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -273,6 +411,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run_dir = find_run(runs_dir(), args.run)
     spec = RunSpec.load(run_dir)
     spec.verbosity = args.verbose or spec.verbosity
+    procedure = PROCEDURES.get(spec.command)
+    if args.wait_for_window is not None:
+        if procedure is None or not procedure.gated:
+            raise UsageError(
+                f"--wait-for-window: {spec.command} runs are not gated by maintenance windows; nothing was run"
+            )
+        spec.wait_for_window_s = wait_seconds(args.wait_for_window, spec.extravars)
     confirm = _wave_confirm(args)
     spec.wave_pause = bool(confirm)
     fleet_run = FleetRun(spec, _display(args), confirm=confirm, run_dir=run_dir)
@@ -282,11 +427,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
         return EXIT_OK
     todo = [host for wave in waves for host in wave.hosts]
     vault = Path(spec.vault_password_file) if spec.vault_password_file else None
-    missing = sorted(set(todo) - set(resolve_fleet(Path(spec.inventory), ",".join(todo), vault).hosts))
+    fleet = resolve_fleet(Path(spec.inventory), ",".join(todo), vault)
+    missing = sorted(set(todo) - set(fleet.hosts))
     if missing:
         raise UsageError(
             f"clinics of run {spec.run_id} are no longer in {spec.inventory}: {', '.join(missing)}; nothing was run"
         )
+    if procedure is not None:
+        fleet_run.wait = window_wait(procedure, fleet, spec.extravars, spec.wait_for_window_s)
     return _finish(args, fleet_run.continue_run(state, waves))
 
 
@@ -296,7 +444,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     from clinicops.fleet_run import runs_dir
     from clinicops.report import counts_text, list_runs
-    from clinicops.run_report import stdout_console
+    from clinicops.run_report import STATUS_STYLE, stdout_console
 
     rows = list_runs(runs_dir(), args.last)
     if args.json:
@@ -310,7 +458,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         table.add_column(column)
     for row in rows:
         counts = counts_text(row["counts"])
-        style = "green" if row["status"] == "ok" else "red"
+        style = STATUS_STYLE.get(row["status"], "red")
         table.add_row(
             Text(row["run_id"]),
             Text(row["command"]),
@@ -351,14 +499,16 @@ def cmd_windows(args: argparse.Namespace) -> int:
     from clinicops.run_report import stdout_console
     from clinicops.windows import clinic_windows, parse_at, parse_step
 
-    step, moment = parse_step(args.step), parse_at(args.at)
+    gated = PROCEDURES.get(args.procedure)
+    step_text = args.step if args.step is not None else (gated.window_step if gated else None)
+    step, moment = parse_step(step_text), parse_at(args.at)
     inventory = Path(args.inventory) if args.inventory else _default_inventory()
     fleet = resolve_fleet(inventory, args.limit, _vault_file(args, inventory))
     rows = clinic_windows(fleet, args.procedure, step, moment)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        what = args.procedure + (f", a {args.step} step" if args.step else "")
+        what = args.procedure + (f", a {step_text} step" if step else "")
         table = Table(title=f"maintenance windows — {what}", title_justify="left")
         for column in ("clinic", "time zone", "state", "until", "next opening", "reason"):
             table.add_column(column, overflow="fold")
@@ -429,6 +579,36 @@ def _fleet_arguments(parser: argparse.ArgumentParser, waves: str = "100%") -> No
     _output_arguments(parser)
 
 
+def _wait_argument(parser: argparse.ArgumentParser) -> None:
+    from clinicops.windows import DEFAULT_WAIT
+
+    parser.add_argument(
+        "--wait-for-window",
+        nargs="?",
+        const=DEFAULT_WAIT,
+        metavar="MAX",
+        help="before each wave, when none of its clinics is in a maintenance window, wait for the first to open, "
+        f"at most MAX (a duration: 6h, 90m; default {DEFAULT_WAIT}); write --wait-for-window=MAX",
+    )
+
+
+def _window_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the commands gated by the maintenance window gate."""
+    parser.add_argument(
+        "--window-mode",
+        choices=("enforce", "warn", "override"),
+        help="the window gate: enforce (default: a clinic whose window is closed is skipped), warn (goes on, "
+        "with a warning), override (break-glass: needs --override-reason, audited)",
+    )
+    parser.add_argument("--override-reason", metavar="TEXT", help="why the window is overridden (with override)")
+    parser.add_argument(
+        "--now",
+        metavar="ISO",
+        help="judge the windows at this ISO 8601 time (with an offset) instead of now: for tests and drills",
+    )
+    _wait_argument(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clinicops", description="Run clinic operations runbooks across a fleet of clinics."
@@ -487,7 +667,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--restore-data", action="store_true", help="also restore the database bound to the release left"
     )
     rollback.add_argument("--confirm", help="the clinic's id: required with --restore-data")
-    for child in (backup, drill, restore, deploy, rollback):
+    maintenance = sub.add_parser(
+        "maintenance", help="maintain the clinics inside their maintenance windows (canary first): upkeep, OS updates"
+    )
+    _fleet_arguments(maintenance, PROCEDURES["maintenance"].waves)
+    maintenance.add_argument(
+        "--os-updates", choices=MAINTENANCE_CHOICES["os_updates"], help="OS package updates (default security)"
+    )
+    maintenance.add_argument(
+        "--vacuum", choices=MAINTENANCE_CHOICES["vacuum"], help="database VACUUM (default analyze; full locks tables)"
+    )
+    maintenance.add_argument(
+        "--reindex", choices=MAINTENANCE_CHOICES["reindex"], help="database REINDEX (default concurrently)"
+    )
+    maintenance.add_argument(
+        "--terminate-long-queries",
+        action=argparse.BooleanOptionalAction,
+        help="terminate queries running too long (default: only report them)",
+    )
+    maintenance.add_argument(
+        "--backup", action=argparse.BooleanOptionalAction, help="back up every data set first (default yes)"
+    )
+    maintenance.add_argument(
+        "--step-duration",
+        metavar="DURATION",
+        help="the longest disruptive step (default 45m): it must end before the window's cutoff",
+    )
+    for child in (restore, deploy, rollback, maintenance):
+        _window_arguments(child)
+    for child in (backup, drill, restore, deploy, rollback, maintenance):
         child.add_argument("--check", action="store_true", help="dry run: report what would change")
         child.set_defaults(func=cmd_procedure)
 
@@ -495,10 +703,17 @@ def build_parser() -> argparse.ArgumentParser:
     windows.add_argument("-i", "--inventory", help="inventory directory or file (default: the lab)")
     windows.add_argument("--limit", help="clinics or groups (Ansible --limit pattern)")
     windows.add_argument("--vault-password-file", help="vault password file for the inventory")
+    gated = ", ".join(name for name, procedure in PROCEDURES.items() if procedure.gated)
     windows.add_argument(
-        "--procedure", default="maintenance", help="the procedure to ask for (default maintenance; deploy, ...)"
+        "--procedure",
+        default="maintenance",
+        help=f"the procedure to ask for: {gated} (default maintenance), or another a window names",
     )
-    windows.add_argument("--step", help="how long the step takes (45m, 1h30m, 90s): must end before the cutoff")
+    windows.add_argument(
+        "--step",
+        help="how long the step takes (45m, 1h30m, 90s): must end before the cutoff (default: the step the "
+        "procedure's playbook gives the gate, e.g. 45m for maintenance, 15m for deploy; 0 for none)",
+    )
     windows.add_argument("--at", help="evaluate at this ISO 8601 time instead of now (with an offset)")
     windows.add_argument("--json", action="store_true", help="one JSON object per clinic")
     windows.set_defaults(func=cmd_windows)
@@ -512,9 +727,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="the report as JSON")
     show.add_argument("--markdown", action="store_true", help="the Markdown report")
     show.set_defaults(func=cmd_show)
-    resume = sub.add_parser("resume", help="re-run the clinics of a run that failed or were not reached")
+    resume = sub.add_parser(
+        "resume", help="re-run the clinics of a run that failed, were skipped by their window or were not reached"
+    )
     resume.add_argument("run", help="run id, a unique prefix or suffix, or 'last'")
     resume.add_argument("--wave-pause", action="store_true", help="ask before starting each next wave")
+    _wait_argument(resume)
     _output_arguments(resume)
     resume.set_defaults(func=cmd_resume)
 

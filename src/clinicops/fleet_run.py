@@ -10,6 +10,10 @@ Contracts kept here:
   waves do not start and their clinics are reported ``not reached``;
 - Ctrl-C once: the running wave finishes, no further wave starts. Twice (or SIGTERM): runner's
   ``cancel_callback`` stops Ansible now; the clinics of that wave are reported ``aborted``.
+- a gated run may wait for a maintenance window before a wave (``--wait-for-window``); Ctrl-C
+  during the wait stops the run there;
+- a clinic skipped by the window gate is no failure of its wave (``--max-fail-percentage``), and
+  not done: ``resume`` runs it again.
 - the report is saved after every wave, so even a killed run says how far it got.
 """
 
@@ -39,6 +43,9 @@ from clinicops.waves import Wave
 
 RUN_SPEC = "run.json"
 
+# Called before a wave with (wave, say, stopped): waits as it sees fit; False when Ctrl-C stopped it.
+WaveWait = Callable[[Wave, Callable[[str], None], Callable[[], bool]], bool]
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -63,6 +70,7 @@ class RunSpec:
     max_fail_percentage: int = 0
     wave_pause: bool = False
     locks: bool = True
+    wait_for_window_s: int = 0  # --wait-for-window: the longest wait for a window before a wave
 
     def save(self, run_dir: Path) -> None:
         path = run_dir / RUN_SPEC
@@ -86,6 +94,7 @@ class Interrupts:
         self.display = display
         self.count = 0
         self.previous: dict[int, Any] = {}
+        self.waiting = False  # between waves, waiting for a maintenance window: nothing runs
 
     @property
     def stop(self) -> bool:
@@ -96,10 +105,14 @@ class Interrupts:
         return self.count >= 2
 
     def handle(self, signum: int, _frame: Any) -> None:
+        first = self.count == 0
         if signum == signal.SIGTERM:
             self.count = max(self.count, 1)
         self.count += 1
-        if self.count == 1:
+        if self.waiting:  # nothing runs: any signal stops the wait, and the run before its next wave
+            if first:
+                self.display.message("Ctrl-C: the wait for the window stops, and the run with it")
+        elif self.count == 1:
             self.display.message("Ctrl-C: the running wave finishes, then the run stops (Ctrl-C again aborts now)")
         elif self.count == 2:
             self.display.message("aborting: Ansible is being stopped; the clinics of this wave will show as aborted")
@@ -122,10 +135,12 @@ class FleetRun:
         display: Display,
         confirm: Callable[[str], bool] | None = None,
         run_dir: Path | None = None,
+        wait: WaveWait | None = None,
     ) -> None:
         self.spec = spec
         self.display = display
         self.confirm = confirm  # asks the operator between waves (--wave-pause); None: never asks
+        self.wait = wait  # before each wave of a gated run: the maintenance windows (windows.WindowWait)
         self.run_dir = run_dir or runs_dir() / spec.run_id
         self.base_duration = 0.0
 
@@ -229,9 +244,27 @@ class FleetRun:
     ) -> None:
         for position, wave in enumerate(waves):
             record = attempt["waves"][position]
+            if not self._wait(wave, record, interrupts):
+                state["interrupted"] = "stopped while waiting for a maintenance window"
+                self.display.message(f"stopped before wave {wave.index} ({wave.name}); later waves were not started")
+                return
             rows = self._wave(wave, total, number, record, interrupts)
             self._put_rows(state, rows)
             self._save(state, started)
+            if position + 1 < len(waves) and rows and all(row["outcome"] == report.SKIPPED for row in rows):
+                if position == 0 and self.spec.command == "deploy":
+                    # A canary that did not run proved nothing about the release: the fleet waits for it.
+                    self.display.message(
+                        f"stopping: the canary ({', '.join(wave.hosts)}) was skipped by its maintenance window, and "
+                        "a deploy does not go on without its canary; later waves were not started "
+                        f"(clinicops resume {self.spec.run_id} --wait-for-window, once its window opens)"
+                    )
+                    state["interrupted"] = "stopped: the canary was skipped by its maintenance window"
+                    return
+                self.display.message(
+                    f"wave {wave.index} ({wave.name}): every clinic was skipped by its maintenance window; "
+                    "the next wave goes on without its result"
+                )
             stop = self._stop_reason(wave, rows, interrupts)
             if stop:
                 if position + 1 < len(waves):
@@ -242,6 +275,21 @@ class FleetRun:
             if position + 1 < len(waves) and self.spec.wave_pause and not self._confirm_next(waves[position + 1]):
                 state["interrupted"] = "stopped at the wave pause"
                 return
+
+    def _wait(self, wave: Wave, record: dict[str, Any], interrupts: Interrupts) -> bool:
+        """The maintenance window wait before a wave (none: go); False when Ctrl-C stopped it."""
+        if self.wait is None:
+            return True
+        began = time.monotonic()
+        interrupts.waiting = True
+        try:
+            go = self.wait(wave, self.display.message, lambda: interrupts.stop)
+        finally:
+            interrupts.waiting = False
+        waited = round(time.monotonic() - began, 1)
+        if waited >= 1:
+            record["waited_s"] = waited
+        return go and not interrupts.stop
 
     def _wave(
         self, wave: Wave, total: int, attempt: int, record: dict[str, Any], interrupts: Interrupts
@@ -272,9 +320,8 @@ class FleetRun:
             report.clinic_row(host, wave.name, attempt, result.hosts.get(host), result.finished, self.spec.command)
             for host in wave.hosts
         ]
-        succeeded = all(row["outcome"] in report.SUCCESS for row in rows)
         record.update(
-            status="aborted" if interrupts.abort else ("ok" if succeeded else "failed"),
+            status="aborted" if interrupts.abort else report.group_status(row["outcome"] for row in rows),
             rc=result.rc,
             duration_s=round(time.monotonic() - started, 1),
         )
@@ -284,7 +331,7 @@ class FleetRun:
     def _stop_reason(self, wave: Wave, rows: list[dict[str, Any]], interrupts: Interrupts) -> str:
         if interrupts.abort:
             return "aborted by the operator"
-        bad = [row["clinic"] for row in rows if row["outcome"] not in report.SUCCESS]
+        bad = [row["clinic"] for row in rows if row["outcome"] not in report.NOT_FAILED]
         if bad and len(bad) * 100 > self.spec.max_fail_percentage * len(rows):
             return (
                 f"wave {wave.index} ({wave.name}) failed on {len(bad)} of {len(rows)} clinic(s) "

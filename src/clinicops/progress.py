@@ -23,11 +23,11 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from clinicops.report import SUCCESS, counts_text, summarize
-from clinicops.runner import HostOutcome, failure_message
+from clinicops.report import NOT_FAILED, SUCCESS, counts_text, summarize
+from clinicops.runner import SKIPPED, HostOutcome, failure_message, skip_report, skip_text
 from clinicops.waves import Wave
 
-STYLE = {"ok": "green", "healthy": "green", "running": "cyan", "waiting": "dim"}
+STYLE = {"ok": "green", "healthy": "green", "running": "cyan", "waiting": "dim", SKIPPED: "yellow"}
 
 
 class Display:
@@ -60,6 +60,20 @@ def _failure(event: dict[str, Any]) -> tuple[str, str, str] | None:
     return None
 
 
+def _skip(event: dict[str, Any]) -> tuple[str, str] | None:
+    """(host, why and next opening) when the event is the window gate skipping a clinic, else None."""
+    if event.get("event") != "runner_on_ok":
+        return None
+    data = event.get("event_data") or {}
+    skipped = skip_report(data)
+    return (data.get("host", "?"), skip_text(skipped)) if skipped is not None else None
+
+
+def _wave_style(rows: Sequence[Mapping[str, Any]]) -> str:
+    outcomes = {row["outcome"] for row in rows}
+    return "green" if outcomes <= SUCCESS else "yellow" if outcomes <= NOT_FAILED else "red"
+
+
 def _wave_line(wave: Wave, total: int, rows: Sequence[Mapping[str, Any]], seconds: float) -> str:
     summary = counts_text(summarize(rows))
     return f"wave {wave.index}/{total} {wave.name} done in {seconds:.1f}s: {summary}"
@@ -89,15 +103,21 @@ class LineDisplay(Display):
 
     def on_event(self, event: dict[str, Any]) -> None:
         failure = _failure(event)
+        skipped = None if failure else _skip(event)
         if failure:
             host, task, message = failure
             self.line(f"FAILED {host}: {task}: {message}")
+        elif skipped:
+            self.line(f"SKIPPED {skipped[0]}: {skipped[1]}")
         elif self.verbose and event.get("event") == "playbook_on_task_start":
             self.line(f"task: {(event.get('event_data') or {}).get('task', '')}")
 
     def wave_finished(self, wave: Wave, total: int, rows: Sequence[Mapping[str, Any]], seconds: float) -> None:
         self.line(_wave_line(wave, total, rows, seconds))
         for row in rows:
+            if row["outcome"] == SKIPPED:  # nothing ran on it: why, and when its window opens
+                self.line(f"  {row['clinic']}: skipped ({row['message']})")
+                continue
             self.line(
                 f"  {row['clinic']}: {row['outcome']} (ok={row['ok']} changed={row['changed']} "
                 f"failed={row['failed']}, {row['duration_s']}s)"
@@ -137,9 +157,12 @@ class LiveDisplay(Display):
 
     def on_event(self, event: dict[str, Any]) -> None:
         failure = _failure(event)
+        skipped = None if failure else _skip(event)
         if failure:
             host, task, message = failure
             self.console.print(Text(f"✗ {host}: {task}: {message}", style="red"))
+        elif skipped:
+            self.console.print(Text(f"SKIPPED {skipped[0]}: {skipped[1]}", style="yellow"))
 
     def render(self) -> Group:
         now = time.monotonic()
@@ -150,10 +173,15 @@ class LiveDisplay(Display):
         room = max(3, self.console.height - 6)
         shown = [host for host in rows if host is not None]
         if len(shown) > room:  # big waves: the clinics that need eyes first
-            shown = sorted(shown, key=lambda host: (host.outcome == "ok" or not host.first_seen, host.host))[:room]
+            settled = ("ok", SKIPPED)
+            shown = sorted(shown, key=lambda host: (host.outcome in settled or not host.first_seen, host.host))[:room]
         for host in shown:
-            state = host.outcome if host.failed or host.unreachable else ("running" if host.first_seen else "waiting")
-            elapsed = f"{(host.last_seen if host.failed else now) - host.first_seen:.0f}s" if host.first_seen else ""
+            if host.failed or host.unreachable or host.outcome == SKIPPED:
+                state = host.outcome
+            else:
+                state = "running" if host.first_seen else "waiting"
+            stopped = host.failed or state == SKIPPED  # the clinic is done with this wave: elapsed stops
+            elapsed = f"{(host.last_seen if stopped else now) - host.first_seen:.0f}s" if host.first_seen else ""
             table.add_row(
                 Text(host.host),
                 Text(state, style=STYLE.get(state, "red")),
@@ -171,8 +199,7 @@ class LiveDisplay(Display):
     def wave_finished(self, wave: Wave, total: int, rows: Sequence[Mapping[str, Any]], seconds: float) -> None:
         self.pause()
         self.done += len(rows)
-        style = "green" if all(row["outcome"] in SUCCESS for row in rows) else "red"
-        self.console.print(Text(_wave_line(wave, total, rows, seconds), style=style))
+        self.console.print(Text(_wave_line(wave, total, rows, seconds), style=_wave_style(rows)))
 
     def message(self, text: str) -> None:
         self.console.print(Text(text, style="yellow"))

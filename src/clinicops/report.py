@@ -15,13 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from clinicops.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, UsageError
-from clinicops.runner import HostOutcome
+from clinicops.runner import SKIPPED, HostOutcome, skip_text
+from clinicops.windows import span_text
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 
 # Outcomes of a clinic, and which of them count as done (resume skips those).
 SUCCESS = frozenset({"ok", "healthy"})
+# Outcomes that are no failure: done, or skipped by the maintenance window gate (the expected, safe
+# outcome of a closed window; not done, so resume runs the clinic again).
+NOT_FAILED = SUCCESS | {SKIPPED}
 # Report keys shown as a clinic's details, in this order, when a procedure publishes them.
 DETAIL_KEYS = (
     "release_id",
@@ -35,7 +39,23 @@ DETAIL_KEYS = (
     "rows",
     "verified",
     "offsite",
+    # skipped by the window gate
+    "next_opening",
+    # maintenance: the window used, the time left in it (negative: overran its end), what was done
+    "window",
+    "window_end",
+    "time_left_s",
+    "overrun",
+    "durations",
+    "upkeep",
+    "packages",
+    "restarted",
+    "reboot_required",
+    "maintenance_page",
 )
+# Detail keys the window column shows instead of the details column.
+WINDOW_KEYS = ("window", "window_end", "time_left_s", "overrun", "next_opening")
+EMPTY = (None, "", {}, [])
 # The health survey's own columns.
 SURVEY_KEYS = ("timezone", "version", "release", "database", "rows", "disk_free_bytes", "summary")
 
@@ -66,8 +86,10 @@ def clinic_row(
             failed=host.failed,
             failed_task=host.failed_task,
             message=host.message,
-            details={key: host.report[key] for key in DETAIL_KEYS if host.report.get(key) not in (None, "", {})},
+            details={key: host.report[key] for key in DETAIL_KEYS if host.report.get(key) not in EMPTY},
         )
+        if row["outcome"] == SKIPPED:
+            row["message"] = skip_text(host.report)
         if row["outcome"] in ("ok", "not run") and not finished:
             # Killed mid-play: whatever ran, the procedure did not complete on this clinic.
             row["outcome"] = "aborted"
@@ -108,10 +130,22 @@ def counts_text(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))
 
 
+def group_status(outcomes: Iterable[str]) -> str:
+    """``ok`` when every clinic is done, ``skipped`` when the gate skipped them all, ``partial`` when
+    it skipped some and the others are done; ``failed`` otherwise. For a wave and for a run."""
+    seen = set(outcomes)
+    if seen <= SUCCESS:
+        return "ok"
+    if seen <= NOT_FAILED:
+        return "skipped" if seen == {SKIPPED} else "partial"
+    return "failed"
+
+
 def exit_code(report: Mapping[str, Any]) -> int:
-    """0 all done; 1 a clinic failed; 3 refused (and nothing failed); 130 stopped by the operator."""
+    """0 all done or skipped by a closed window; 1 a clinic failed; 3 refused (and nothing failed);
+    130 stopped by the operator."""
     outcomes = {row["outcome"] for row in report["clinics"]}
-    if outcomes <= SUCCESS:
+    if outcomes <= NOT_FAILED:
         return EXIT_OK
     if outcomes & {"failed", "unreachable", "unhealthy", "aborted", "not run"}:
         return EXIT_FAILED
@@ -126,7 +160,91 @@ def status_of(report: Mapping[str, Any]) -> str:
     code = exit_code(report)
     if report.get("interrupted") == "aborted":
         return "aborted"
-    return {EXIT_OK: "ok", EXIT_REFUSED: "refused", EXIT_INTERRUPTED: "stopped"}.get(code, "failed")
+    if code == EXIT_OK:
+        return group_status(row["outcome"] for row in report["clinics"])
+    return {EXIT_REFUSED: "refused", EXIT_INTERRUPTED: "stopped"}.get(code, "failed")
+
+
+def has_window_column(report: Mapping[str, Any]) -> bool:
+    """Reports of the maintenance procedure (or any run reporting window time) show a window column."""
+    return report.get("command") == "maintenance" or any(
+        "time_left_s" in row.get("details", {}) for row in report.get("clinics", [])
+    )
+
+
+def window_text(row: Mapping[str, Any]) -> str:
+    """The window column: the time left in the window a clinic was maintained in, or its overrun;
+    for a skipped clinic, when its window next opens."""
+    details = row.get("details") or {}
+    if row.get("outcome") == SKIPPED:
+        return f"opens {details['next_opening']}" if details.get("next_opening") else "no next opening"
+    name = str(details.get("window") or "")
+    left = details.get("time_left_s")
+    if not isinstance(left, int | float) or isinstance(left, bool):
+        return name
+    prefix = f"{name}: " if name else ""
+    if left < 0 or details.get("overrun") is True:
+        return f"{prefix}OVERRUN by {span_text(abs(left))}"
+    return f"{prefix}{span_text(left)} left"
+
+
+def detail_text(key: str, value: Any) -> str:
+    """``key=value`` for one detail; mappings and lists briefly (the report JSON has them in full)."""
+    if isinstance(value, Mapping):
+        parts = []
+        for name, item in value.items():
+            if key == "durations" and isinstance(item, int | float) and not isinstance(item, bool):
+                parts.append(f"{name}:{item:.0f}s")
+            elif isinstance(item, list | tuple):
+                parts.append(f"{name}:{len(item)}")  # upgraded packages, vacuumed tables: how many
+            else:
+                parts.append(f"{name}:{item}")
+        return f"{key}={','.join(parts)}"
+    if isinstance(value, list | tuple):
+        return f"{key}={','.join(str(item) for item in value)}"
+    return f"{key}={value}"
+
+
+def details_text(row: Mapping[str, Any], window_column: bool, separator: str = " ") -> str:
+    """A row's details, without those the window column shows when there is one."""
+    return separator.join(
+        detail_text(key, value)
+        for key, value in (row.get("details") or {}).items()
+        if not (window_column and key in WINDOW_KEYS)
+    )
+
+
+def skipped_rows(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [row for row in report.get("clinics", []) if row.get("outcome") == SKIPPED]
+
+
+def skipped_line(report: Mapping[str, Any]) -> str:
+    """One line naming the clinics a closed window kept out, with each next opening ("" if none)."""
+    rows = skipped_rows(report)
+    if not rows:
+        return ""
+    named = ", ".join(
+        f"{row['clinic']} (opens {row['details']['next_opening']})"
+        if row.get("details", {}).get("next_opening")
+        else f"{row['clinic']} (no next opening)"
+        for row in rows[:10]
+    )
+    more = f" and {len(rows) - 10} more" if len(rows) > 10 else ""
+    return f"skipped by their maintenance window (nothing was done on them): {named}{more}"
+
+
+def resume_command(report: Mapping[str, Any]) -> str:
+    """The command that finishes the run ("" when it is finished: every clinic done).
+
+    A run whose only unfinished clinics were skipped by a closed window is resumed waiting for it
+    (unless it judged the windows at a fixed instant, --now: then waiting cannot help).
+    """
+    if report.get("status") == "ok" or all(row["outcome"] in SUCCESS for row in report.get("clinics", [])):
+        return ""
+    fixed_instant = bool((report.get("options") or {}).get("clinicops_now"))
+    if report.get("status") in ("partial", "skipped") and not fixed_instant:
+        return f"clinicops resume {report['run_id']} --wait-for-window"
+    return f"clinicops resume {report['run_id']}"
 
 
 def save(run_dir: Path, report: Mapping[str, Any]) -> None:
@@ -180,25 +298,39 @@ def markdown(report: Mapping[str, Any]) -> str:
         lines.append("|---|---|---|")
         for wave in attempt["waves"]:
             hosts = _cell(", ".join(wave["hosts"]))
-            lines.append(f"| {wave['index']}. {_cell(wave['name'])} | {hosts} | {wave['status']} |")
+            status = wave["status"]
+            if wave.get("waited_s"):
+                status += f" (waited {span_text(wave['waited_s'])} for a maintenance window)"
+            lines.append(f"| {wave['index']}. {_cell(wave['name'])} | {hosts} | {status} |")
         lines.append("")
+    window = has_window_column(report)
     lines += [
         "## Clinics",
         "",
-        "| clinic | outcome | wave | attempt | duration | details | failure |",
-        "|---|---|---|---|---|---|---|",
+        "| clinic | outcome | wave | attempt | duration |" + (" window |" if window else "") + " details | failure |",
+        "|---|---|---|---|---|" + ("---|" if window else "") + "---|---|",
     ]
     for row in report["clinics"]:
-        details = " ".join(f"{key}={value}" for key, value in row.get("details", {}).items())
+        details = details_text(row, window)
         if row.get("summary"):
             details = (details + " " + str(row["summary"])).strip()
-        failure = f"{row['failed_task']}: {row['message']}" if row.get("failed_task") else ""
+        if row.get("failed_task"):
+            failure = f"{row['failed_task']}: {row['message']}"
+        else:
+            failure = row.get("message", "") if row["outcome"] == SKIPPED else ""
+        window_cell = f" {_cell(window_text(row))} |" if window else ""
         lines.append(
             f"| {_cell(row['clinic'])} | {row['outcome']} | {_cell(row['wave'])} | {row['attempt']} | "
-            f"{row['duration_s']} s | {_cell(details)} | {_cell(failure)} |"
+            f"{row['duration_s']} s |{window_cell} {_cell(details)} | {_cell(failure)} |"
         )
-    if any(row["outcome"] not in SUCCESS for row in report["clinics"]) and report["status"] != "ok":
-        lines += ["", f"Resume the clinics that did not finish: `clinicops resume {report['run_id']}`"]
+    skipped = skipped_line(report)
+    if skipped:
+        lines += ["", skipped[0].upper() + skipped[1:] + "."]
+    command = resume_command(report)
+    if command.endswith("--wait-for-window"):
+        lines += ["", f"Run the skipped clinics once their window opens: `{command}`"]
+    elif command:
+        lines += ["", f"Resume the clinics that did not finish: `{command}`"]
     return "\n".join(lines)
 
 

@@ -10,31 +10,52 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from clinicops.report import SUCCESS, counts_text
+from clinicops.report import (
+    SKIPPED,
+    SUCCESS,
+    counts_text,
+    details_text,
+    has_window_column,
+    resume_command,
+    skipped_line,
+    window_text,
+)
+
+# Statuses of a run that are no failure: done, or clinics skipped by a closed maintenance window.
+STATUS_STYLE = {"ok": "green", "partial": "yellow", "skipped": "yellow", "stopped": "yellow"}
 
 
 def stdout_console() -> Console:
     return Console(width=None if sys.stdout.isatty() else 160)
 
 
+def outcome_style(outcome: str) -> str:
+    if outcome in SUCCESS:
+        return "green"
+    return "yellow" if outcome in ("not reached", SKIPPED) else "red"
+
+
 def render_outcomes(report: Mapping[str, Any], console: Console | None = None) -> None:
     console = console or stdout_console()
     title = f"{report['title']} — run {report['run_id']} — {report['status']}"
     table = Table(title=title, title_justify="left")
-    for column in ("clinic", "outcome", "wave", "duration", "details", "failure"):
+    window = has_window_column(report)
+    columns = ["clinic", "outcome", "wave", "duration", *(["window"] if window else []), "details", "failure"]
+    for column in columns:
         table.add_column(column, overflow="fold", justify="right" if column == "duration" else "left")
     for row in report["clinics"]:
-        style = "green" if row["outcome"] in SUCCESS else ("yellow" if row["outcome"] == "not reached" else "red")
-        details = "  ".join(f"{key}={value}" for key, value in row.get("details", {}).items())
+        details = details_text(row, window, separator="  ")
         failure = f"{row['failed_task']}: {row['message']}" if row.get("failed_task") else row.get("message", "")
-        table.add_row(
+        cells = [
             Text(row["clinic"]),
-            Text(row["outcome"], style=style),
+            Text(row["outcome"], style=outcome_style(row["outcome"])),
             Text(str(row.get("wave", ""))),
             f"{row.get('duration_s', 0):.0f}s",
-            Text(details),
-            Text(failure),
-        )
+        ]
+        if window:
+            left = window_text(row)
+            cells.append(Text(left, style="red" if "OVERRUN" in left else ""))
+        table.add_row(*cells, Text(details), Text(failure))
     console.print(table)
     footer(report, console)
 
@@ -42,5 +63,11 @@ def render_outcomes(report: Mapping[str, Any], console: Console | None = None) -
 def footer(report: Mapping[str, Any], console: Console) -> None:
     counts = counts_text(report.get("counts", {}))
     console.print(Text(f"{counts} — {report.get('duration_s', 0)}s — report: {report.get('report_path', '')}"))
-    if report.get("status") not in ("ok", "running"):
-        console.print(Text(f"to re-run the clinics that did not finish: clinicops resume {report['run_id']}"))
+    skipped = skipped_line(report)
+    if skipped:
+        console.print(Text(skipped, style="yellow"))
+    command = resume_command(report)
+    if command.endswith("--wait-for-window"):
+        console.print(Text(f"to run the skipped clinics once their window opens: {command}"))
+    elif command and report.get("status") != "running":
+        console.print(Text(f"to re-run the clinics that did not finish: {command}"))

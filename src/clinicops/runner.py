@@ -32,6 +32,9 @@ from clinicops.project import ansible_env, project_root
 # The per-clinic summary every clinicops playbook publishes with ``set_stats`` (aggregated), read
 # back from runner's final stats event: {"clinicops_report": {"<clinic>": {...}}}.
 REPORT_STATS_KEY = "clinicops_report"
+# The outcome a clinic's report carries when the maintenance window gate kept it out of the run: it
+# ended the play for the clinic (meta: end_host), which Ansible counts as no failure.
+SKIPPED = "skipped"
 
 EventCallback = Callable[[dict[str, Any]], None]
 
@@ -125,6 +128,8 @@ class HostOutcome:
             return "unreachable"
         if self.failed:
             return "refused" if self.refused else "failed"
+        if self.report.get("outcome") == SKIPPED:
+            return SKIPPED
         if self.ok or self.changed:
             return "ok"
         return "not run"
@@ -143,6 +148,30 @@ class RunResult:
     @property
     def failed_hosts(self) -> list[str]:
         return [name for name, host in self.hosts.items() if host.outcome in ("failed", "unreachable")]
+
+
+def skip_report(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The gate's skip of a clinic, from the ``set_stats`` task that publishes it, else None.
+
+    ``data`` is the event data of a ``runner_on_ok``: the result of ``set_stats`` carries what it
+    publishes (``ansible_stats``), so the skip is known the moment it happens, not only from the
+    final stats.
+    """
+    stats = (data.get("res") or {}).get("ansible_stats")
+    published = ((stats.get("data") or {}) if isinstance(stats, Mapping) else {}).get(REPORT_STATS_KEY)
+    entry = published.get(data.get("host")) if isinstance(published, Mapping) else None
+    if isinstance(entry, Mapping) and entry.get("outcome") == SKIPPED:
+        return entry
+    return None
+
+
+def skip_text(report: Mapping[str, Any]) -> str:
+    """``closed: ... ; next opening <ts>``: why a clinic was skipped and when its window next opens."""
+    reason = " ".join(str(report.get("reason") or "window closed").split())
+    if "next opening" in reason:  # the evaluator's own words for a closed window already say it
+        return reason
+    opening = report.get("next_opening")
+    return f"{reason}; next opening {opening}" if opening else f"{reason}; no next opening"
 
 
 def failure_message(result: Mapping[str, Any]) -> str:
@@ -203,6 +232,9 @@ class EventCollector:
             elif kind == "runner_on_ok":
                 host.ok += 1
                 host.changed += bool((data.get("res") or {}).get("changed"))
+                skipped = skip_report(data)
+                if skipped is not None:  # the final stats replace it; a killed run keeps it
+                    host.report = dict(skipped)
             elif kind == "runner_on_failed" and not data.get("ignore_errors"):
                 host.failed += 1
                 host.failed_task = task

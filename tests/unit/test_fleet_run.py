@@ -1,7 +1,8 @@
 """Fleet runs in waves, with ansible_runner.run replaced by a scripted fake (no Ansible, no clinic).
 
-The fake plays each clinic of ``--limit`` as told (ok, failed, unreachable, refused) and can act
-from inside the run: send the process a signal, look at the controller locks, read the report.
+The fake plays each clinic of ``--limit`` as told (ok, failed, unreachable, refused, or skipped by
+the maintenance window gate) and can act from inside the run: send the process a signal, look at
+the controller locks, read the report.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import io
 import json
 import signal
 import stat
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,6 +30,12 @@ from clinicops.waves import Wave, parse_wave_spec, plan_waves
 
 RUN_ID = "20260101T000000Z-backup-abc123"
 CLINICS = ("c1", "c2", "c3", "c4", "c5")
+# What the window gate role publishes for a clinic it skips (set_stats), before meta: end_host.
+GATE_SKIP = {
+    "outcome": "skipped",
+    "reason": "closed: next opening Sun 2026-12-06 02:00 CAT (weekly window)",
+    "next_opening": "2026-12-06T02:00:00+02:00",
+}
 
 
 class RecordingDisplay(Display):
@@ -55,8 +63,10 @@ class FakeAnsible:
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
-        self.outcomes: dict[str, str] = {}  # clinic -> ok | failed | unreachable | refused (default ok)
+        # clinic -> ok | failed | unreachable | refused | skipped (default ok)
+        self.outcomes: dict[str, str] = {}
         self.reports: dict[str, dict[str, Any]] = {}
+        self.skips: dict[str, dict[str, Any]] = {}  # what the gate publishes for a skipped clinic (GATE_SKIP)
         self.before_clinic: Callable[[dict[str, Any], str], None] | None = None  # (call, clinic)
 
     def __call__(
@@ -73,6 +83,7 @@ class FakeAnsible:
         status_handler({"status": "running", "runner_ident": "run"}, runner_config=None)
         failures: dict[str, int] = {}
         dark: dict[str, int] = {}
+        published = dict(self.reports)
         for clinic in kwargs["limit"].split(","):
             if self.before_clinic:
                 self.before_clinic(call, clinic)
@@ -80,6 +91,14 @@ class FakeAnsible:
             if call["cancel_seen"][-1]:  # runner kills Ansible: no more events, no stats
                 return SimpleNamespace(status="canceled", rc=254)
             outcome = self.outcomes.get(clinic, "ok")
+            if outcome == "skipped":  # the gate: asked, publishes the skip, then end_host (no failure)
+                skip = self.skips.get(clinic, GATE_SKIP)
+                event_handler(event("runner_on_ok", clinic, task="Ask the maintenance window gate", res={}))
+                stats = {"data": {REPORT_STATS_KEY: {clinic: skip}}, "per_host": False, "aggregate": True}
+                res = {"changed": False, "ansible_stats": stats}
+                event_handler(event("runner_on_ok", clinic, task="Report the skipped clinic", res=res))
+                published[clinic] = skip
+                continue
             event_handler(event("runner_on_start", clinic, task="Take the backup"))
             event_handler(event("runner_on_ok", clinic, task="Take the backup", res={"changed": True}))
             if outcome in ("failed", "refused"):
@@ -89,7 +108,7 @@ class FakeAnsible:
             elif outcome == "unreachable":
                 event_handler(event("runner_on_unreachable", clinic, task="Gathering Facts", res={"msg": "timed out"}))
                 dark[clinic] = 1
-        stats = {REPORT_STATS_KEY: self.reports}
+        stats = {REPORT_STATS_KEY: published}
         event_handler(event("playbook_on_stats", failures=failures, dark=dark, artifact_data=stats))
         failed = bool(failures or dark)
         return SimpleNamespace(status="failed" if failed else "successful", rc=2 if failed else 0)
@@ -270,6 +289,154 @@ def test_max_fail_percentage_is_the_tolerance_of_a_wave(
     assert state["exit_code"] == EXIT_FAILED  # tolerated or not, the clinic failed
     later = {row["outcome"] for row in state["clinics"][4:]}
     assert later == ({"ok"} if waves_run == 2 else {"not reached"})
+
+
+# -- clinics skipped by the maintenance window gate ----------------------------------------------
+
+
+def test_a_skipped_clinic_is_no_failure_of_its_wave_and_the_run_is_partial(inventory: Path, fake: FakeAnsible) -> None:
+    fake.outcomes["c2"] = "skipped"
+    display = RecordingDisplay()
+    state = start(inventory, display=display)
+    assert [call["limit"] for call in fake.calls] == ["c1", "c2,c3", "c4,c5"]  # max-fail-percentage 0: no stop
+    assert outcomes(state) == {"c1": "ok", "c2": "skipped", "c3": "ok", "c4": "ok", "c5": "ok"}
+    c2 = state["clinics"][1]
+    assert c2["message"] == GATE_SKIP["reason"]
+    assert c2["details"] == {"next_opening": "2026-12-06T02:00:00+02:00"}
+    assert (c2["failed"], c2["failed_task"]) == (0, "")
+    assert (state["exit_code"], state["status"], state["counts"]) == (EXIT_OK, "partial", {"ok": 4, "skipped": 1})
+    assert [wave["status"] for wave in state["attempts"][0]["waves"]] == ["ok", "partial", "ok"]
+    assert display.finished[1] == (2, ["skipped", "ok"])
+    assert display.messages == []
+    markdown = (run_dir() / "report.md").read_text()
+    assert f"Run the skipped clinics once their window opens: `clinicops resume {RUN_ID} --wait-for-window`" in markdown
+
+
+def test_a_failure_beside_a_skip_still_stops_the_run(inventory: Path, fake: FakeAnsible) -> None:
+    fake.outcomes.update(c2="skipped", c3="failed")
+    state = start(inventory)
+    assert len(fake.calls) == 2
+    assert outcomes(state) == {"c1": "ok", "c2": "skipped", "c3": "failed", "c4": "not reached", "c5": "not reached"}
+    assert (state["exit_code"], state["status"]) == (EXIT_FAILED, "failed")
+
+
+def test_a_canary_every_clinic_of_which_was_skipped_is_said(inventory: Path, fake: FakeAnsible) -> None:
+    fake.outcomes.update(dict.fromkeys(CLINICS, "skipped"))
+    display = RecordingDisplay()
+    state = start(inventory, display=display)
+    assert len(fake.calls) == 3
+    assert (state["exit_code"], state["status"]) == (EXIT_OK, "skipped")
+    assert [wave["status"] for wave in state["attempts"][0]["waves"]] == ["skipped"] * 3
+    assert display.messages == [
+        "wave 1 (canary): every clinic was skipped by its maintenance window; the next wave goes on without its result",
+        "wave 2 (wave 2): every clinic was skipped by its maintenance window; the next wave goes on without its result",
+    ]
+
+
+def test_resume_runs_the_skipped_clinics_again(inventory: Path, fake: FakeAnsible) -> None:
+    fake.outcomes.update(c2="skipped", c5="skipped")
+    start(inventory)
+    fake.outcomes.clear()
+    fake.calls.clear()
+    resumed = FleetRun(RunSpec.load(run_dir()), RecordingDisplay(), run_dir=run_dir())
+    state, waves = resumed.resume()
+    assert waves == [Wave(2, "wave 2", ("c2",)), Wave(3, "wave 3", ("c5",))]
+    final = resumed.continue_run(state, waves)
+    assert [call["limit"] for call in fake.calls] == ["c2", "c5"]
+    assert (final["status"], final["exit_code"]) == ("ok", EXIT_OK)
+    assert [(row["clinic"], row["attempt"]) for row in final["clinics"]] == [
+        ("c1", 1),
+        ("c2", 2),
+        ("c3", 1),
+        ("c4", 1),
+        ("c5", 2),
+    ]
+
+
+def test_a_skip_seen_before_an_abort_stays_a_skip(inventory: Path, fake: FakeAnsible, sigint_handler: Any) -> None:
+    fake.outcomes["c1"] = "skipped"
+    fake.before_clinic = lambda call, clinic: send_from_inside(signal.SIGINT, times=2) if clinic == "c2" else None
+    state = start(inventory, spec="2")
+    # c1 was skipped (nothing done on it) before Ansible was stopped; c2 was cut short
+    assert outcomes(state) == {"c1": "skipped", "c2": "aborted"} | dict.fromkeys(("c3", "c4", "c5"), "not reached")
+    assert state["clinics"][0]["message"] == GATE_SKIP["reason"]
+
+
+# -- waiting for a maintenance window before a wave -------------------------------------------------
+
+
+class ScriptedWait:
+    """The wait before each wave: records the waves it saw and answers as scripted."""
+
+    def __init__(self, answers: dict[int, bool] | None = None, inside: Callable[[], None] | None = None) -> None:
+        self.answers = answers or {}
+        self.inside = inside
+        self.seen: list[tuple[int, bool]] = []
+
+    def __call__(self, wave: Wave, say: Callable[[str], None], stopped: Callable[[], bool]) -> bool:
+        if self.inside:
+            self.inside()
+        self.seen.append((wave.index, stopped()))
+        say(f"looked at wave {wave.index}")
+        return self.answers.get(wave.index, True) and not stopped()
+
+
+def test_the_wait_is_asked_before_each_wave(inventory: Path, fake: FakeAnsible) -> None:
+    wait = ScriptedWait()
+    display = RecordingDisplay()
+    state = FleetRun(make_spec(inventory), display, wait=wait).start(waves_of("1,2"))
+    assert wait.seen == [(1, False), (2, False), (3, False)]
+    assert display.messages == ["looked at wave 1", "looked at wave 2", "looked at wave 3"]
+    assert state["status"] == "ok" and len(fake.calls) == 3
+
+
+def test_a_wait_stopped_by_the_operator_stops_the_run_before_its_wave(inventory: Path, fake: FakeAnsible) -> None:
+    display = RecordingDisplay()
+    state = FleetRun(make_spec(inventory), display, wait=ScriptedWait({2: False})).start(waves_of("1,2"))
+    assert [call["limit"] for call in fake.calls] == ["c1"]
+    assert outcomes(state) == {"c1": "ok"} | dict.fromkeys(("c2", "c3", "c4", "c5"), "not reached")
+    assert state["interrupted"] == "stopped while waiting for a maintenance window"
+    assert (state["exit_code"], state["status"]) == (EXIT_INTERRUPTED, "stopped")
+    assert [wave["status"] for wave in state["attempts"][0]["waves"]] == ["ok", "not started", "not started"]
+    assert display.messages[-1] == "stopped before wave 2 (wave 2); later waves were not started"
+
+
+def test_ctrl_c_during_the_wait_stops_the_run(inventory: Path, fake: FakeAnsible, sigint_handler: Any) -> None:
+    display = RecordingDisplay()
+    wait = ScriptedWait(inside=lambda: send_from_inside(signal.SIGINT))
+    state = FleetRun(make_spec(inventory), display, wait=wait).start(waves_of("1,2"))
+    assert wait.seen == [(1, True)]
+    assert fake.calls == []
+    assert set(outcomes(state).values()) == {"not reached"}
+    assert (state["exit_code"], state["status"]) == (EXIT_INTERRUPTED, "stopped")
+    assert display.messages[0] == "Ctrl-C: the wait for the window stops, and the run with it"
+    assert signal.getsignal(signal.SIGINT) is sigint_handler
+
+
+def test_sigterm_during_the_wait_stops_the_run_and_aborts_nothing(
+    inventory: Path, fake: FakeAnsible, sigint_handler: Any
+) -> None:
+    display = RecordingDisplay()
+    wait = ScriptedWait(inside=lambda: send_from_inside(signal.SIGTERM))
+    state = FleetRun(make_spec(inventory), display, wait=wait).start(waves_of("1,2"))
+    assert fake.calls == []
+    assert (state["exit_code"], state["status"]) == (EXIT_INTERRUPTED, "stopped")  # nothing was cut short
+    assert display.messages[0] == "Ctrl-C: the wait for the window stops, and the run with it"
+
+
+def test_the_time_a_wave_waited_is_in_the_report(
+    inventory: Path, fake: FakeAnsible, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = time.monotonic
+    offset = [0.0]
+    monkeypatch.setattr(time, "monotonic", lambda: real() + offset[0])
+    waits = iter([0.0, 11520.0, 0.0])  # wave 2 waited 3 h 12 min for its window
+    wait = ScriptedWait(inside=lambda: offset.__setitem__(0, offset[0] + next(waits)))
+    state = FleetRun(make_spec(inventory), RecordingDisplay(), wait=wait).start(waves_of("1,2"))
+    assert [wave.get("waited_s") for wave in state["attempts"][0]["waves"]] == [None, pytest.approx(11520, abs=1), None]
+    assert "| 2. wave 2 | c2, c3 | ok (waited 3 h 12 min for a maintenance window) |" in (
+        (run_dir() / "report.md").read_text()
+    )
 
 
 # -- resume ----------------------------------------------------------------------------------------

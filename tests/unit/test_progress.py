@@ -13,7 +13,7 @@ from rich.console import Console
 
 from clinicops.progress import Display, LineDisplay, LiveDisplay, make_display
 from clinicops.report import clinic_row
-from clinicops.runner import HostOutcome
+from clinicops.runner import REPORT_STATS_KEY, HostOutcome
 from clinicops.waves import Wave
 
 CANARY = Wave(index=1, name="canary", hosts=("paris",))
@@ -74,6 +74,58 @@ def test_line_display_prints_plain_timestamped_lines() -> None:
         "FAILED sydney: Gathering Facts: ssh: timed out",  # an ignored failure is no news
         "stopping: wave 2 failed",
     ]
+
+
+SKIP = {
+    "outcome": "skipped",
+    "reason": "closed: next opening Sun 2026-12-06 02:00 CAT (weekly window)",
+    "next_opening": "2026-12-06T02:00:00+02:00",
+}
+
+
+def gate_skip(clinic: str) -> dict[str, Any]:
+    """The event of the window gate's set_stats task publishing the skip of ``clinic``."""
+    stats = {"data": {REPORT_STATS_KEY: {clinic: SKIP}}, "per_host": False, "aggregate": True}
+    return event("runner_on_ok", clinic, task="Report the skipped clinic", res={"ansible_stats": stats})
+
+
+def skipped_row(clinic: str, wave: str) -> dict[str, Any]:
+    outcome = HostOutcome(clinic, ok=2)
+    outcome.report = dict(SKIP)
+    return clinic_row(clinic, wave, 1, outcome, True, "maintenance")
+
+
+def test_line_display_says_a_skip_when_it_happens_and_in_the_wave_summary() -> None:
+    stream = io.StringIO()
+    display = LineDisplay(stream)
+    display.wave_started(REST, 2, {})
+    display.on_event(gate_skip("kinshasa"))
+    display.on_event(event("runner_on_ok", "sydney", task="Report the maintenance", res={"ansible_stats": {}}))
+    display.wave_finished(REST, 2, [skipped_row("kinshasa", "wave 2"), ok_row("sydney", "wave 2")], 60.0)
+    assert [line[9:] for line in lines_of(stream)] == [
+        "wave 2/2 wave 2 started: kinshasa, sydney",
+        "SKIPPED kinshasa: closed: next opening Sun 2026-12-06 02:00 CAT (weekly window)",
+        "wave 2/2 wave 2 done in 60.0s: 1 ok, 1 skipped",
+        "  kinshasa: skipped (closed: next opening Sun 2026-12-06 02:00 CAT (weekly window))",
+        "  sydney: ok (ok=4 changed=1 failed=0, 0.0s)",
+    ]
+
+
+def test_live_view_shows_a_skipped_clinic_as_skipped() -> None:
+    display = LiveDisplay(quiet_console())
+    now = time.monotonic()
+    kinshasa = HostOutcome("kinshasa", ok=2, current_task="Report the skipped clinic", first_seen=now - 9)
+    kinshasa.last_seen = now - 8
+    kinshasa.report = dict(SKIP)
+    display.wave_started(REST, 2, {"kinshasa": kinshasa, "sydney": HostOutcome("sydney")})
+    display.pause()
+    display.on_event(gate_skip("kinshasa"))
+    text = rendered(display)
+    assert "SKIPPED kinshasa: closed: next opening Sun 2026-12-06 02:00 CAT (weekly window)" in text
+    (line,) = [line for line in text.splitlines() if line.startswith("kinshasa")]
+    assert re.search(r"kinshasa\s+skipped\s+Report the skipped clinic\s+2\s+0\s+0\s+1s", line)  # elapsed stopped
+    display.wave_finished(REST, 2, [skipped_row("kinshasa", "wave 2"), ok_row("sydney", "wave 2")], 3.0)
+    assert "wave 2/2 wave 2 done in 3.0s: 1 ok, 1 skipped" in display.console.export_text()
 
 
 def test_line_display_verbose_names_each_task() -> None:

@@ -110,11 +110,38 @@ def state(*outcomes: str, interrupted: str | None = None) -> dict[str, Any]:
         (state("aborted", "not reached", interrupted="aborted"), EXIT_FAILED, "aborted"),
         (state("failed", "not reached", interrupted="stopped after the wave"), EXIT_FAILED, "failed"),
         (state("ok", "not reached"), EXIT_FAILED, "failed"),
+        # skipped by a closed maintenance window: the expected, safe outcome, but said in the status
+        (state("ok", "skipped"), EXIT_OK, "partial"),
+        (state("healthy", "skipped", "ok"), EXIT_OK, "partial"),
+        (state("skipped", "skipped"), EXIT_OK, "skipped"),
+        (state("skipped", "failed"), EXIT_FAILED, "failed"),
+        (state("skipped", "refused"), EXIT_REFUSED, "refused"),
+        (state("ok", "skipped", "not reached", interrupted="stopped after the wave"), EXIT_INTERRUPTED, "stopped"),
+        (state("skipped", "not reached"), EXIT_FAILED, "failed"),  # not reached without a stop: a failed wave
     ],
 )
 def test_exit_code_and_status(given: dict[str, Any], code: int, status: str) -> None:
     assert report.exit_code(given) == code
     assert report.status_of(given) == status
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "status"),
+    [
+        (["ok", "healthy"], "ok"),
+        (["ok", "skipped"], "partial"),
+        (["skipped"], "skipped"),
+        (["skipped", "failed"], "failed"),
+        (["ok", "unreachable"], "failed"),
+    ],
+)
+def test_group_status_of_a_wave(outcomes: list[str], status: str) -> None:
+    assert report.group_status(outcomes) == status
+
+
+def test_counts_text_says_the_skipped_clinics() -> None:
+    assert report.counts_text({"skipped": 1, "ok": 2}) == "2 ok, 1 skipped"
+    assert report.counts_text({"skipped": 1, "ok": 2, "failed": 1}) == "1 failed, 2 ok, 1 skipped"
 
 
 def test_summarize_counts_outcomes() -> None:
@@ -227,6 +254,147 @@ def test_load_of_a_missing_or_broken_report_is_a_usage_error(tmp_path: Path) -> 
     (tmp_path / report.REPORT_JSON).write_text("{half a rep")
     with pytest.raises(UsageError, match="is not JSON"):
         report.load(tmp_path)
+
+
+# -- skipped clinics and the maintenance report -----------------------------------------------------
+
+SKIP = {
+    "reached": False,
+    "outcome": "skipped",
+    "reason": "excluded: Christmas (12-24..12-26)",
+    "next_opening": "2026-12-27T02:00:00+01:00",
+}
+MAINTAINED = {
+    "reached": True,
+    "window": "weekly",
+    "window_state": "open",
+    "window_end": "2026-11-29T04:00:00+01:00",
+    "elapsed_s": 812.4,
+    "time_left_s": 4320,
+    "overrun": False,
+    "durations": {"snapshot": 2.4, "backup": 40.6, "upkeep": 95.0},
+    "upkeep": {"vacuumed": 4, "reindexed": 2, "skipped": 0, "terminated": 0},
+    "packages": {"upgraded": ["openssl", "libssl3"], "held_back": []},
+    "restarted": ["nginx"],
+    "reboot_required": False,
+    "backup": "1a2b3c4d",
+    "maintenance_page": "off",
+}
+
+
+def skipped_row(clinic: str = "lubumbashi") -> dict[str, Any]:
+    gate = HostOutcome(host=clinic, ok=2, first_seen=10.0, last_seen=10.5)
+    gate.report = dict(SKIP)
+    return report.clinic_row(clinic, "wave 2", 1, gate, True, "maintenance")
+
+
+def maintenance_report(*rows: dict[str, Any], status: str = "partial") -> dict[str, Any]:
+    return full_report(*rows, status=status, exit_code=EXIT_OK) | {
+        "command": "maintenance",
+        "title": "maintenance",
+        "check": False,
+        "options": {"maintenance_window_os_updates": "security"},
+    }
+
+
+def test_row_of_a_clinic_the_gate_skipped() -> None:
+    row = skipped_row()
+    assert (row["outcome"], row["failed"], row["failed_task"]) == ("skipped", 0, "")
+    assert row["message"] == "excluded: Christmas (12-24..12-26); next opening 2026-12-27T02:00:00+01:00"
+    assert row["details"] == {"next_opening": "2026-12-27T02:00:00+01:00"}
+
+
+def test_row_of_a_maintained_clinic_keeps_what_the_play_reported() -> None:
+    row = report.clinic_row("kinshasa", "canary", 1, host("kinshasa", report_=MAINTAINED), True, "maintenance")
+    assert row["outcome"] == "ok"
+    assert row["details"] == {
+        "backup": "1a2b3c4d",
+        "window": "weekly",
+        "window_end": "2026-11-29T04:00:00+01:00",
+        "time_left_s": 4320,
+        "overrun": False,
+        "durations": {"snapshot": 2.4, "backup": 40.6, "upkeep": 95.0},
+        "upkeep": {"vacuumed": 4, "reindexed": 2, "skipped": 0, "terminated": 0},
+        "packages": {"upgraded": ["openssl", "libssl3"], "held_back": []},
+        "restarted": ["nginx"],
+        "reboot_required": False,
+        "maintenance_page": "off",
+    }
+
+
+@pytest.mark.parametrize(
+    ("details", "outcome", "text"),
+    [
+        ({"window": "weekly", "time_left_s": 4320, "overrun": False}, "ok", "weekly: 1 h 12 min left"),
+        ({"window": "weekly", "time_left_s": -300, "overrun": True}, "failed", "weekly: OVERRUN by 5 min"),
+        ({"window": "monthly", "time_left_s": 0, "overrun": False}, "ok", "monthly: 0 s left"),
+        ({"time_left_s": 90}, "ok", "1 min left"),
+        ({"window": "weekly", "time_left_s": None}, "ok", "weekly"),  # the clinic had no window (unrestricted)
+        ({}, "ok", ""),
+        ({"next_opening": "2026-12-27T02:00:00+01:00"}, "skipped", "opens 2026-12-27T02:00:00+01:00"),
+        ({}, "skipped", "no next opening"),
+    ],
+)
+def test_window_column(details: dict[str, Any], outcome: str, text: str) -> None:
+    assert report.window_text({"outcome": outcome, "details": details}) == text
+
+
+def test_details_are_brief_and_leave_the_window_to_its_column() -> None:
+    row = report.clinic_row("kinshasa", "canary", 1, host("kinshasa", report_=MAINTAINED), True, "maintenance")
+    assert report.details_text(row, window_column=True) == (
+        "backup=1a2b3c4d durations=snapshot:2s,backup:41s,upkeep:95s "
+        "upkeep=vacuumed:4,reindexed:2,skipped:0,terminated:0 packages=upgraded:2,held_back:0 restarted=nginx "
+        "reboot_required=False maintenance_page=off"
+    )
+    assert "time_left_s=4320" in report.details_text(row, window_column=False)
+
+
+def test_markdown_of_a_maintenance_run_with_a_skipped_clinic() -> None:
+    maintained = report.clinic_row("kinshasa", "canary", 1, host("kinshasa", report_=MAINTAINED), True, "maintenance")
+    lines = report.markdown(maintenance_report(maintained, skipped_row())).splitlines()
+    assert "- status: **partial** (exit 0)" in lines
+    assert "| clinic | outcome | wave | attempt | duration | window | details | failure |" in lines
+    (kinshasa,) = [line for line in lines if line.startswith("| kinshasa |")]
+    assert kinshasa.startswith("| kinshasa | ok | canary | 1 | 42.4 s | weekly: 1 h 12 min left | backup=1a2b3c4d ")
+    assert "| lubumbashi | skipped | wave 2 | 1 | 0.5 s | opens 2026-12-27T02:00:00+01:00 |  | excluded: Christmas" in (
+        "\n".join(lines)
+    )
+    assert (
+        "Skipped by their maintenance window (nothing was done on them): "
+        "lubumbashi (opens 2026-12-27T02:00:00+01:00)." in lines
+    )
+    assert f"Run the skipped clinics once their window opens: `clinicops resume {RUN_ID} --wait-for-window`" in lines
+
+
+def test_render_outcomes_of_a_maintenance_run() -> None:
+    overran = report.clinic_row(
+        "kinshasa", "canary", 1, host("kinshasa", report_=MAINTAINED | {"time_left_s": -420, "overrun": True}), True,
+        "maintenance",
+    )  # fmt: skip
+    text = printed(maintenance_report(overran, skipped_row()))
+    assert "maintenance — run " + RUN_ID + " — partial" in text
+    assert "window" in text.splitlines()[2]  # the header row has a window column
+    (kinshasa,) = [line for line in text.splitlines() if "│ kinshasa " in line]
+    assert "weekly: OVERRUN by 7 min" in kinshasa and "time_left_s" not in kinshasa
+    (lubumbashi,) = [line for line in text.splitlines() if "│ lubumbashi " in line]
+    assert "skipped" in lubumbashi and "opens 2026-12-27T02:00:00+01:00" in lubumbashi
+    assert "excluded: Christmas" in lubumbashi
+    assert "skipped by their maintenance window (nothing was done on them): lubumbashi" in text
+    assert f"to run the skipped clinics once their window opens: clinicops resume {RUN_ID} --wait-for-window" in text
+
+
+def test_a_run_judged_at_a_fixed_instant_is_resumed_without_waiting() -> None:
+    drill = maintenance_report(skipped_row()) | {"options": {"clinicops_now": "2026-11-29T02:30:00+01:00"}}
+    assert report.resume_command(drill) == f"clinicops resume {RUN_ID}"  # --wait-for-window is refused with --now
+    assert report.resume_command(maintenance_report(skipped_row())) == f"clinicops resume {RUN_ID} --wait-for-window"
+    done = report.clinic_row("kinshasa", "all", 1, host("kinshasa"), True, "maintenance")
+    assert report.resume_command(maintenance_report(done, status="ok")) == ""
+
+
+def test_other_runs_have_no_window_column() -> None:
+    row = report.clinic_row("kinshasa", "all", 1, host("kinshasa"), True, "deploy")
+    assert "window" not in printed(full_report(row, status="ok", exit_code=EXIT_OK)).splitlines()[2]
+    assert "| window |" not in report.markdown(full_report(row, status="ok", exit_code=EXIT_OK))
 
 
 # -- finding and listing runs ----------------------------------------------------------------------

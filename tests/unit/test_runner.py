@@ -29,6 +29,8 @@ from clinicops.runner import (
     new_run_id,
     playbook_path,
     run_playbook,
+    skip_report,
+    skip_text,
     state_home,
 )
 
@@ -313,6 +315,71 @@ def test_the_stats_tally_wins_over_the_events() -> None:
     assert collector.hosts["kinshasa"].outcome == "failed"
 
 
+GATE_SKIP = {
+    "outcome": "skipped",
+    "reason": "cutoff: the step needs 45 min and the weekly window closes for new steps at 03:30 WAT",
+    "next_opening": "2026-12-06T02:00:00+01:00",
+}
+
+
+def published(host: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """The event of a set_stats task publishing ``entry`` for ``host`` (what its result carries)."""
+    stats = {"data": {REPORT_STATS_KEY: {host: entry}}, "per_host": False, "aggregate": True}
+    return event("runner_on_ok", host, task="Report the skipped clinic", res={"changed": False, "ansible_stats": stats})
+
+
+def test_a_clinic_the_gate_skipped_is_skipped_the_moment_it_is_published() -> None:
+    collector = EventCollector()
+    feed(collector, event("runner_on_ok", "kinshasa", task="Ask the gate", res={}), published("kinshasa", GATE_SKIP))
+    kinshasa = collector.hosts["kinshasa"]
+    assert (kinshasa.outcome, kinshasa.report) == ("skipped", GATE_SKIP)
+    # end_host: no failure in Ansible's tally; the final stats carry the same report
+    feed(collector, event("playbook_on_stats", failures={}, dark={}, artifact_data={REPORT_STATS_KEY: {}}))
+    assert kinshasa.outcome == "skipped"
+
+
+def test_only_a_skip_of_the_event_host_counts() -> None:
+    collector = EventCollector()
+    other = published("paris", GATE_SKIP)
+    other["event_data"]["host"] = "kinshasa"  # a run_once task publishing for another clinic
+    feed(collector, other, published("sydney", {"reached": False}), published("lyon", {"outcome": "ok"}))
+    assert {name: host.outcome for name, host in collector.hosts.items()} == {
+        "kinshasa": "ok",
+        "sydney": "ok",
+        "lyon": "ok",
+    }
+    assert all(host.report == {} for host in collector.hosts.values())
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"host": "paris", "res": {}},
+        {"host": "paris", "res": {"ansible_stats": "not a dict"}},
+        {"host": "paris", "res": {"ansible_stats": {"data": {REPORT_STATS_KEY: ["x"]}}}},
+        {"host": "paris", "res": {"ansible_stats": {"data": {REPORT_STATS_KEY: {"paris": "skipped"}}}}},
+    ],
+)
+def test_skip_report_of_other_results_is_none(data: dict[str, Any]) -> None:
+    assert skip_report(data) is None
+
+
+@pytest.mark.parametrize(
+    ("report", "text"),
+    [
+        (GATE_SKIP, f"{GATE_SKIP['reason']}; next opening 2026-12-06T02:00:00+01:00"),
+        (  # the evaluator's reason for a closed window names the next opening already
+            {"reason": "closed: next opening Sun 2026-12-06 02:00 CAT (weekly window)", "next_opening": "x"},
+            "closed: next opening Sun 2026-12-06 02:00 CAT (weekly window)",
+        ),
+        ({"reason": "frozen: year-end\n close", "next_opening": None}, "frozen: year-end close; no next opening"),
+        ({}, "window closed; no next opening"),
+    ],
+)
+def test_skip_text(report: dict[str, Any], text: str) -> None:
+    assert skip_text(report) == text
+
+
 def test_stats_without_a_tally_keep_the_event_counts() -> None:
     collector = EventCollector()
     feed(collector, event("runner_on_failed", "paris", res={"msg": "x"}), event("playbook_on_stats"))
@@ -353,6 +420,11 @@ def test_first_and_last_seen(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"ok": 3, "failed": 1, "unreachable": True}, "unreachable"),
         ({"ok": 3, "failed": 1, "refused": True}, "refused"),
         ({"ok": 3, "refused": True}, "ok"),  # a refusal a rescue absorbed
+        ({"ok": 2, "report": {"outcome": "skipped"}}, "skipped"),  # the window gate kept it out
+        ({"report": {"outcome": "skipped"}}, "skipped"),
+        ({"ok": 2, "failed": 1, "report": {"outcome": "skipped"}}, "failed"),  # a failure is a failure
+        ({"unreachable": True, "report": {"outcome": "skipped"}}, "unreachable"),
+        ({"ok": 2, "report": {"outcome": "ok"}}, "ok"),
     ],
 )
 def test_host_outcome(fields: dict[str, Any], outcome: str) -> None:
