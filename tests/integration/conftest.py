@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-LAB = "itest"
+LAB = os.environ.get("CLINICOPS_TEST_LAB", "itest")  # another name runs a module beside a running suite
+KEEP_LAB = os.environ.get("CLINICOPS_TEST_KEEP_LAB") == "1"  # leaves the lab up, to iterate on one module
 LAB_CLINICS = 2
 
 
@@ -67,7 +68,8 @@ def docker_client() -> docker.DockerClient:
 def lab_up() -> Iterator[subprocess.CompletedProcess[str]]:
     first = clinicops("lab", "up", "--name", LAB, "--clinics", str(LAB_CLINICS))
     yield first
-    clinicops("lab", "down", "--name", LAB, check=False)
+    if not KEEP_LAB:
+        clinicops("lab", "down", "--name", LAB, check=False)
 
 
 @pytest.fixture(scope="session")
@@ -106,6 +108,15 @@ def ansible_playbook(playbook: Path, *args: str, **popen) -> subprocess.Popen[st
 
 
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
+
+
+def run_report(output: str) -> dict:
+    """The clinicops_report a play published with set_stats (what the CLI's report reads).
+
+    The play must run with ANSIBLE_SHOW_CUSTOM_STATS=1; {} when it published nothing.
+    """
+    line = next((line for line in output.splitlines() if line.startswith("\tRUN: ")), None)
+    return json.loads(line.split(": ", 1)[1])["clinicops_report"] if line else {}
 
 
 def lab_secret(clinic: str, lab: str = LAB, file: str = "vault.yml", key: str = "clinic_host_db_password") -> str:

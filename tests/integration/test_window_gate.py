@@ -12,7 +12,7 @@ import json
 import re
 
 import pytest
-from conftest import PLAYBOOKS, ansible_playbook, ok_in
+from conftest import PLAYBOOKS, ansible_playbook, ok_in, run_report
 
 CLINICS = "kinshasa,lubumbashi"
 SUNDAY_0230_WAT = "2026-11-29T02:30:00+01:00"  # inside 02:00-03:00 in Kinshasa, after it in Lubumbashi
@@ -57,12 +57,6 @@ def after_gate(output: str) -> dict[str, dict]:
     """Per clinic that got past the gate: what the play's next task saw."""
     lines = [msg_of(line) for line in output.splitlines() if '"msg": "AFTER_GATE ' in line]
     return {entry["clinic"]: entry for entry in (json.loads(text.split(" ", 1)[1]) for text in lines)}
-
-
-def run_report(output: str) -> dict:
-    """The clinicops_report the play published with set_stats (what the CLI's report reads)."""
-    line = next((line for line in output.splitlines() if line.startswith("\tRUN: ")), None)
-    return json.loads(line.split(": ", 1)[1])["clinicops_report"] if line else {}
 
 
 @pytest.mark.parametrize("check", [False, True], ids=["run", "check_mode"])

@@ -210,6 +210,7 @@ def test_group_vars_point_at_the_bootstrap_artifact(lab: Lab, fake_vault: list[P
         "clinic_host_bootstrap_checksum": f"sha256:{BOOTSTRAP.sha256}",
         "clinic_host_bootstrap_release_id": "20260101T000000Z-1.0.0",
         "backup_offsite_host": "vault",
+        "maintenance_window_os_update_cache": False,
     }
     assert load(lab.inventory_dir / "group_vars" / "all.yml")["ansible_connection"] == "community.docker.docker"
 

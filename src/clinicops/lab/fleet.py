@@ -245,6 +245,9 @@ class Lab:
                     "clinic_host_bootstrap_release_id": f"20260101T000000Z-{bootstrap.version}",
                     # Backups are copied off-site to the lab's vault host over SFTP.
                     "backup_offsite_host": "vault",
+                    # Lab clinics reach no package mirror (tests talk to loopback and their own containers
+                    # only): maintenance updates packages from the lists the image has, never fetching new ones.
+                    "maintenance_window_os_update_cache": False,
                 }
             ),
         )
