@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
 import pytest
 import yaml
+from docker.models.containers import Container
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = os.environ.get("CLINICOPS_TEST_LAB", "itest")  # another name runs a module beside a running suite
@@ -108,6 +112,33 @@ def ansible_playbook(playbook: Path, *args: str, **popen) -> subprocess.Popen[st
 
 
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
+BOOT_TIMEOUT = 120
+
+
+@contextmanager
+def own_clinic_container(client: docker.DockerClient, prefix: str, **options: object) -> Iterator[Container]:
+    """A container of the lab's clinic image for one test module (not part of any lab), booted, removed at the end.
+
+    It runs systemd as PID 1 with the lab's options; ``options`` adds hostname, labels, network_mode...
+    """
+    from clinicops.lab.fleet import SYSTEMD_CONTAINER
+    from clinicops.lab.image import ImageRecipe, ensure_image
+
+    image = ensure_image(client, ImageRecipe(ROOT / "lab" / "image"))
+    container = client.containers.run(
+        image, name=f"{prefix}-{secrets.token_hex(4)}", detach=True, **SYSTEMD_CONTAINER, **options
+    )
+    try:
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while True:
+            _code, state = run_in(container, ["systemctl", "is-system-running", "--wait"])
+            if state.strip() in ("running", "degraded"):
+                break
+            assert time.monotonic() < deadline, f"{container.name}: systemd did not finish booting ({state.strip()})"
+            time.sleep(0.2)  # systemd's bus socket is not there yet; nothing to wait on but time
+        yield container
+    finally:
+        container.remove(force=True)
 
 
 def run_report(output: str) -> dict:

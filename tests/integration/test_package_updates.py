@@ -22,7 +22,6 @@ import hashlib
 import io
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tarfile
@@ -30,19 +29,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import docker
-import docker.errors
 import pytest
 import yaml
-from conftest import ROOT, ok_in, run_in
-
-from clinicops.lab.image import ImageRecipe, ensure_image
+from conftest import ROOT, ok_in, own_clinic_container
 
 PREFIX = "clinicops-fixture-"
 INITIAL = {name: "1.0" for name in ("a", "b", "c", "d", "e", "orphan")}
 EXCLUDE = [f"{PREFIX}d*"]
 SERVICE = f"{PREFIX}a.service"
-BOOT_TIMEOUT = 90.0
 MARKER = "PACKAGE_UPDATES "
 
 SERVICE_UNIT = f"[Unit]\nDescription=clinicops fixture\n[Service]\nExecStart=/usr/sbin/{PREFIX}a\n"
@@ -183,45 +177,13 @@ def build_repositories(container) -> None:
 # -- the clinic --------------------------------------------------------------------------------------
 
 
-def wait_for_boot(container) -> None:
-    deadline = time.monotonic() + BOOT_TIMEOUT
-    while True:
-        _code, state = run_in(container, ["systemctl", "is-system-running", "--wait"])
-        if state.strip() in ("running", "degraded"):
-            return
-        assert time.monotonic() < deadline, f"{container.name}: systemd did not finish booting ({state.strip()})"
-        time.sleep(0.2)  # systemd's bus socket is not there yet; nothing to wait on but time
-
-
 @pytest.fixture(scope="module")
 def container(docker_client) -> Iterator[object]:
-    recipe = ImageRecipe(ROOT / "lab" / "image")
-    try:
-        docker_client.images.get(recipe.image)
-        image = recipe.image
-    except docker.errors.ImageNotFound:
-        image = ensure_image(docker_client, recipe)
-    name = f"clinicops-pkgtest-{secrets.token_hex(4)}"
-    started = docker_client.containers.run(
-        image,
-        name=name,
-        hostname="pkgtest",
-        detach=True,
-        labels={"clinicops.itest": "package-updates"},
-        # The lab's options for systemd as PID 1 (see clinicops.lab.fleet).
-        cap_add=["SYS_ADMIN"],
-        security_opt=["seccomp=unconfined", "apparmor=unconfined"],
-        cgroupns="host",
-        volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
-        tmpfs={"/run": "", "/run/lock": ""},
-        stop_signal="SIGRTMIN+3",
-    )
-    try:
-        wait_for_boot(started)
+    with own_clinic_container(
+        docker_client, "clinicops-pkgtest", hostname="pkgtest", labels={"clinicops.itest": "package-updates"}
+    ) as started:
         build_repositories(started)
         yield started
-    finally:
-        started.remove(force=True)
 
 
 @pytest.fixture

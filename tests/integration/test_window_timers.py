@@ -20,10 +20,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,9 +30,8 @@ from zoneinfo import ZoneInfo
 import docker
 import pytest
 import yaml
-from conftest import PLAYBOOKS, ok_in, run_in
+from conftest import PLAYBOOKS, ok_in, own_clinic_container, run_in
 
-from clinicops.lab.image import ImageRecipe, ensure_image
 from clinicops.project import collections_root, project_root
 
 sys.path.insert(0, str(collections_root()))
@@ -45,7 +42,6 @@ from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.maint
 ROOT = project_root()
 UNIT_DIR = "/etc/systemd/system"
 PREFIX = "clinicops-window-"
-READY_TIMEOUT = 90.0
 # A command of the test's own: writes its arguments where the test reads them. It has the characters
 # systemd would otherwise interpret in ExecStart= ("%" specifiers, "$" variables, quotes).
 COMMAND = ["/bin/sh", "-c", 'printf "%s|%s" "$1" "$2" > "/run/fired-$0"', "{name}", "{limit}", "{window}"]
@@ -121,36 +117,16 @@ def fleet(now: datetime) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def host() -> Iterator[object]:
     """A clinic-image container of this test's own, booted (systemd running), removed at the end."""
-    client = docker.from_env()
-    image = ensure_image(client, ImageRecipe(ROOT / "lab" / "image"))
-    container = client.containers.run(
-        image,
-        name=f"clinicops-timertest-{secrets.token_hex(4)}",
+    with own_clinic_container(
+        docker.from_env(),
+        "clinicops-timertest",
         hostname="trigger-host",
-        detach=True,
         network_mode="none",  # the timers need no network, and the test sends nothing anywhere
         labels={"clinicops.test": "window_timers"},
-        # systemd as PID 1, as the lab runs its clinics (src/clinicops/lab/fleet.py).
-        cap_add=["SYS_ADMIN"],
-        security_opt=["seccomp=unconfined", "apparmor=unconfined"],
-        cgroupns="host",
-        volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
-        tmpfs={"/run": "", "/run/lock": ""},
-        stop_signal="SIGRTMIN+3",
-    )
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            _code, state = run_in(container, ["systemctl", "is-system-running", "--wait"])
-            if state.strip() in ("running", "degraded"):
-                break
-            assert time.monotonic() < deadline, f"systemd did not finish booting in {container.name}: {state}"
-            time.sleep(0.2)  # systemd's bus socket is not there yet; nothing to wait on but time
+    ) as container:
         ok_in(container, ["sh", "-c", f"cat > /usr/local/bin/clinicops <<'EOF'\n{CLI_STANDIN}EOF\n"])
         ok_in(container, ["chmod", "0755", "/usr/local/bin/clinicops"])
         yield container
-    finally:
-        container.remove(force=True)
 
 
 @pytest.fixture(scope="module")

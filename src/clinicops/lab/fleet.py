@@ -61,6 +61,17 @@ CLINIC_CATALOGUE = (
 )
 
 
+# systemd as PID 1 without --privileged (which this kind of VM refuses): the options of every clinic container.
+SYSTEMD_CONTAINER: dict = {
+    "cap_add": ["SYS_ADMIN"],
+    "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
+    "cgroupns": "host",
+    "volumes": {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
+    "tmpfs": {"/run": "", "/run/lock": ""},
+    "stop_signal": "SIGRTMIN+3",
+}
+
+
 @dataclass(frozen=True)
 class LabClinic:
     name: str
@@ -130,13 +141,7 @@ class Lab:
             detach=True,
             network=self.network_name,
             labels={LABEL: self.name, ROLE_LABEL: role, "clinicops.lab.host": host},
-            # systemd as PID 1 without --privileged (which this kind of VM refuses).
-            cap_add=["SYS_ADMIN"],
-            security_opt=["seccomp=unconfined", "apparmor=unconfined"],
-            cgroupns="host",
-            volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
-            tmpfs={"/run": "", "/run/lock": ""},
-            stop_signal="SIGRTMIN+3",
+            **SYSTEMD_CONTAINER,
         )
 
     def _converge_container(
