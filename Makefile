@@ -19,7 +19,7 @@ export PATH := $(BIN):$(PATH)
 .PHONY: help venv collection lab demo demo-down test lint sanity unit integration molecule bench bench-deploy bench-cli clean
 
 help:
-	@echo "make demo   - set up everything and run the lab demo (3 clinics: health, backup, drill, deploy in waves)"
+	@echo "make demo   - set up everything and run the lab demo (3 clinics: health, backup, drill, deploy in waves, maintenance)"
 	@echo "make test   - run every quality gate and test suite (CI runs this)"
 	@echo "make lint | sanity | unit | integration | molecule | bench | bench-deploy | bench-cli | demo-down | clean"
 
@@ -46,8 +46,9 @@ demo: lab
 	@echo "clinicops: next, a release whose health check fails: the canary must roll back by itself"
 	@if $(BIN)/clinicops deploy --version 2.1.0-broken-health --health-deadline 15; then \
 	  echo "the broken release was not stopped by the health gate"; exit 1; fi
+	$(BIN)/clinicops maintenance
 	$(BIN)/clinicops health
-	$(BIN)/clinicops runs -n 6
+	$(BIN)/clinicops runs -n 7
 
 demo-down: venv
 	$(BIN)/clinicops lab down
