@@ -179,6 +179,10 @@ def window_text(row: Mapping[str, Any]) -> str:
     if row.get("outcome") == SKIPPED:
         return f"opens {details['next_opening']}" if details.get("next_opening") else "no next opening"
     name = str(details.get("window") or "")
+    if not name and details.get("window_state") == "unrestricted":
+        return "none configured"
+    if not name and details.get("window_state") == "override":
+        return "override, outside any window"
     left = details.get("time_left_s")
     if not isinstance(left, int | float) or isinstance(left, bool):
         return name

@@ -331,6 +331,9 @@ def test_row_of_a_maintained_clinic_keeps_what_the_play_reported() -> None:
         ({"time_left_s": 90}, "ok", "1 min left"),
         ({"window": "weekly", "time_left_s": None}, "ok", "weekly"),  # the clinic had no window (unrestricted)
         ({}, "ok", ""),
+        ({"window": None, "window_state": "unrestricted", "time_left_s": None}, "ok", "none configured"),
+        ({"window": None, "window_state": "override", "time_left_s": None}, "ok", "override, outside any window"),
+        ({"window": "weekly", "window_state": "override", "time_left_s": 600}, "ok", "weekly: 10 min left"),
         ({"next_opening": "2026-12-27T02:00:00+01:00"}, "skipped", "opens 2026-12-27T02:00:00+01:00"),
         ({}, "skipped", "no next opening"),
     ],
