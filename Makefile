@@ -16,12 +16,12 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/build/collections
 export ANSIBLE_PIPELINING := True
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv collection lab demo demo-down test lint sanity unit integration molecule bench bench-deploy bench-cli clean
+.PHONY: help venv collection lab demo demo-down test lint sanity unit integration molecule bench bench-deploy bench-cli bench-logs clean
 
 help:
 	@echo "make demo   - set up everything and run the lab demo (3 clinics: health, backup, drill, deploy in waves, maintenance)"
 	@echo "make test   - run every quality gate and test suite (CI runs this)"
-	@echo "make lint | sanity | unit | integration | molecule | bench | bench-deploy | bench-cli | demo-down | clean"
+	@echo "make lint | sanity | unit | integration | molecule | bench | bench-deploy | bench-cli | bench-logs | demo-down | clean"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
@@ -94,6 +94,11 @@ bench-deploy: collection
 # `benchdeploy` (10 clinics; see bench/README.md; BENCH_ARGS="--runs 5 --decompose --down" passes options).
 bench-cli: collection
 	$(BIN)/python bench/cli_overhead.py $(BENCH_ARGS)
+
+# On demand only, never part of `make test`: the log archive step against find -delete + tar czf, in a temporary
+# directory on this machine (see bench/README.md; BENCH_ARGS="--size 200M --runs 1" for a quick run).
+bench-logs: collection
+	$(BIN)/python bench/log_archive.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
