@@ -43,6 +43,7 @@ DETAIL_KEYS = (
     "next_opening",
     # maintenance: the window used, the time left in it (negative: overran its end), what was done
     "window",
+    "window_state",
     "window_end",
     "time_left_s",
     "overrun",
@@ -52,9 +53,10 @@ DETAIL_KEYS = (
     "restarted",
     "reboot_required",
     "maintenance_page",
+    "silence",
 )
 # Detail keys the window column shows instead of the details column.
-WINDOW_KEYS = ("window", "window_end", "time_left_s", "overrun", "next_opening")
+WINDOW_KEYS = ("window", "window_state", "window_end", "time_left_s", "overrun", "next_opening")
 EMPTY = (None, "", {}, [])
 # The health survey's own columns.
 SURVEY_KEYS = ("timezone", "version", "release", "database", "rows", "disk_free_bytes", "summary")

@@ -169,7 +169,9 @@ def test_size_pruning_takes_the_oldest_until_the_archive_fits() -> None:
 
 def put(path: Path, data: bytes, age_days: float) -> Path:
     path.write_bytes(data)
-    moment = NOW - age_days * DAY
+    # From the real time, not NOW: the module run through main() ages files against the clock, and a long
+    # suite can pass min_age between this module's import and the test.
+    moment = time.time() - age_days * DAY
     os.utime(path, (moment, moment))
     return path
 

@@ -310,6 +310,7 @@ def test_row_of_a_maintained_clinic_keeps_what_the_play_reported() -> None:
     assert row["details"] == {
         "backup": "1a2b3c4d",
         "window": "weekly",
+        "window_state": "open",
         "window_end": "2026-11-29T04:00:00+01:00",
         "time_left_s": 4320,
         "overrun": False,
