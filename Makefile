@@ -74,7 +74,7 @@ integration: collection
 	$(BIN)/pytest tests/integration
 
 # Roles with molecule scenarios (roles/<role>/molecule/*), one after the other: each starts its own clinic container.
-MOLECULE_ROLES := clinic_host backup restore deploy rollback
+MOLECULE_ROLES := clinic_host backup restore deploy rollback log_rotation
 
 molecule: collection
 	$(BIN)/python -m clinicops lab image

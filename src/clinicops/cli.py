@@ -275,6 +275,7 @@ PROCEDURES = {
         ),
         window_step="45m",
     ),
+    "rotate-logs": Procedure("rotate_logs", "log rotation", lambda a: {}),
 }
 
 
@@ -693,9 +694,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="the longest disruptive step (default 45m): it must end before the window's cutoff",
     )
+    rotate = sub.add_parser(
+        "rotate-logs", help="install the log rotation policies (validated first); report disk pressure"
+    )
+    _fleet_arguments(rotate)
     for child in (restore, deploy, rollback, maintenance):
         _window_arguments(child)
-    for child in (backup, drill, restore, deploy, rollback, maintenance):
+    for child in (backup, drill, restore, deploy, rollback, maintenance, rotate):
         child.add_argument("--check", action="store_true", help="dry run: report what would change")
         child.set_defaults(func=cmd_procedure)
 
