@@ -47,8 +47,9 @@ demo: lab
 	@if $(BIN)/clinicops deploy --version 2.1.0-broken-health --health-deadline 15; then \
 	  echo "the broken release was not stopped by the health gate"; exit 1; fi
 	$(BIN)/clinicops maintenance
+	$(BIN)/clinicops rotate-logs
 	$(BIN)/clinicops health
-	$(BIN)/clinicops runs -n 7
+	$(BIN)/clinicops runs -n 8
 
 demo-down: venv
 	$(BIN)/clinicops lab down

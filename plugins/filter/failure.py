@@ -14,6 +14,12 @@ def _one_line(value):
     return " ".join(str(value).split())
 
 
+def _label(value):
+    if isinstance(value, dict):
+        return str(value.get("name") or value.get("id") or "")
+    return "" if value is None else str(value)
+
+
 def failure_reason(result, default="failed"):
     """The failed loop items' messages (named by item), else msg, stderr; bounded to one line.
 
@@ -25,9 +31,9 @@ def failure_reason(result, default="failed"):
     for item in result.get("results") or []:
         if isinstance(item, dict) and item.get("failed"):
             reason = failure_reason(item, "")
-            label = item.get("item")
-            if isinstance(label, dict):
-                label = label.get("name") or label.get("id") or ""
+            label = item.get("_ansible_item_label", item.get("item"))
+            # subelements, zip: name each part
+            label = " ".join(_label(part) for part in label) if isinstance(label, (list, tuple)) else _label(label)
             reasons.append("%s: %s" % (label, reason) if label not in (None, "") and reason else reason)
     reasons = [reason for reason in reasons if reason]
     if reasons:

@@ -21,13 +21,16 @@ from conftest import COLLECTION_PLAYBOOKS, ansible_playbook, ok_in, run_in, run_
 from clinicops.project import collections_root, project_root
 
 sys.path.insert(0, str(collections_root()))
-from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.audit_chain import verify_lines
+from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.audit_chain import verify_lines, verify_segment
 
 CLINIC = "lubumbashi"
 DROPINS = "/etc/logrotate.d"
 JOURNALD = "/etc/systemd/journald.conf.d/clinicops.conf"
 APP_LOG = "/var/log/clinic-app/app.log"
 TRAIL = "/var/log/clinicops/audit.jsonl"
+AUDIT_ARCHIVE = "/var/log/clinicops/archive"
+MANIFEST = "/var/lib/clinicops/audit-archive.json"
+REPOSITORY = "/var/backups/clinicops/repo"
 DEFAULTS = yaml.safe_load((project_root() / "roles/log_rotation/defaults/main.yml").read_text(encoding="utf-8"))
 DEFAULT_ENTRIES = DEFAULTS["log_rotation_entries"]
 # The suffix the profiles give rotated files: date and time of day, then .gz once compressed.
@@ -224,13 +227,114 @@ def test_audit_trail_rotates_whole_and_root_only(clinic):
     assert ok_in(clinic, ["cat", f"/var/log/clinicops/{newest}"]) == before  # whole, not compressed yet
     assert stat(clinic, f"/var/log/clinicops/{newest}") == ("root", "root", "600")
     assert stat(clinic, TRAIL) == ("root", "root", "600")
-    ok, count, problem = verify_lines(before.split("\n"))
+    ok, count, problem = verify_lines(before.split("\n"), prev=None)
     assert ok and count > 0, problem
-    # The next procedure's records go to the new file, which verifies on its own.
+    # The next procedure's records go to the new file, whose chain continues from the rotated file's last record.
     code, output = rotate_logs()
     assert code == 0, output
-    ok, count, problem = verify_lines(ok_in(clinic, ["cat", TRAIL]).split("\n"))
+    ok, count, problem, first_prev, _last = verify_segment(ok_in(clinic, ["cat", TRAIL]).split("\n"))
     assert ok and count >= 2, problem
+    assert first_prev == json.loads(before.strip().splitlines()[-1])["hash"]
+
+
+def restic_in(container, *args: str) -> str:
+    """restic on the clinic's backup repository (its own password file)."""
+    env = ["env", f"RESTIC_REPOSITORY={REPOSITORY}", "RESTIC_PASSWORD_FILE=/etc/clinicops/restic-password",
+           "RESTIC_CACHE_DIR=/var/cache/clinicops/restic"]  # fmt: skip
+    return ok_in(container, [*env, "restic", *args])
+
+
+def archived_audit(container) -> list[str]:
+    """The archived audit files (without their .sha256 side files)."""
+    out = ok_in(container, ["find", AUDIT_ARCHIVE, "-type", "f", "!", "-name", "*.sha256"])
+    return sorted(out.split())
+
+
+def test_audit_files_reach_the_repository_verified_before_any_local_deletion(clinic):
+    """The audit path end to end: rotated -> compressed with a checksum -> copied and read back -> deleted only
+    after the copy is verified and the local retention has passed; what the repository holds still verifies."""
+    ok_in(clinic, ["rm", "-rf", AUDIT_ARCHIVE, MANIFEST])
+    code, out = run_in(clinic, ["logrotate", "--force", f"{DROPINS}/clinicops-audit"])
+    assert code == 0, out
+    rotated = [name for name in files_in(clinic, "/var/log/clinicops") if re.fullmatch(r"audit\.jsonl-.+", name)]
+    assert rotated
+
+    # Not shipped (log_rotation_audit_ship false): archived and checksummed, but never deleted, however old.
+    code, output = rotate_logs(extra={"log_rotation_archive_min_age": 0, "log_rotation_audit_ship": False})
+    assert code == 0, output
+    files = archived_audit(clinic)
+    assert len(files) == len(rotated) and all(re.search(r"/\d{4}/\d{2}/audit\.jsonl-", path) for path in files), files
+    for path in files:
+        ok_in(clinic, ["sh", "-c", f"cd {path.rsplit('/', 1)[0]} && sha256sum -c {path.rsplit('/', 1)[1]}.sha256"])
+        ok_in(clinic, ["touch", "-d", "200 days ago", path])
+    assert [name for name in files_in(clinic, "/var/log/clinicops") if name.startswith("audit.jsonl-")] == []
+    code, output = rotate_logs(extra={"log_rotation_audit_ship": False})
+    assert code == 0, output
+    assert archived_audit(clinic) == files  # no verified copy: nothing deleted
+
+    # Shipped: each file is copied into the repository and read back; the 200-day-old ones go only now.
+    code, output = rotate_logs()
+    assert code == 0, output
+    archive = run_report(output)[CLINIC]["log_rotation"]["archive"]
+    assert sorted(archive["audit_shipped"]) == files and sorted(archive["audit_verified"]) == files, archive
+    assert sorted(archive["audit_deleted"]) == files, archive
+    assert archived_audit(clinic) == []
+    snapshots = json.loads(restic_in(clinic, "snapshots", "--json", "--tag", "kind=audit-log"))
+    held = [snapshot for snapshot in snapshots if snapshot["id"].startswith(archive["audit_snapshots"][0])]
+    assert held and sorted(held[0]["paths"]) == files, snapshots
+    # What the repository holds is the whole trail: restored, decompressed, it verifies record by record.
+    restored = "/tmp/lr-audit-restored"
+    ok_in(clinic, ["rm", "-rf", restored])
+    restic_in(clinic, "restore", held[0]["id"], "--target", restored)
+    for path in files:
+        text = ok_in(clinic, ["sh", "-c", f"zstd -dc {restored}{path} 2>/dev/null || zcat -f {restored}{path}"])
+        ok, count, problem = verify_lines(text.split("\n"), prev=None)
+        assert ok and count > 0, (path, problem)
+    manifest = json.loads(ok_in(clinic, ["cat", MANIFEST]))
+    assert all(manifest["files"][path]["snapshot"] == held[0]["id"] and "deleted_at" in manifest["files"][path]
+               for path in files)  # fmt: skip
+    assert stat(clinic, MANIFEST)[2] == "600"
+
+
+def test_a_young_audit_file_stays_on_the_clinic_after_its_copy(clinic):
+    code, out = run_in(clinic, ["logrotate", "--force", f"{DROPINS}/clinicops-audit"])
+    assert code == 0, out
+    code, output = rotate_logs(extra={"log_rotation_archive_min_age": 0})
+    assert code == 0, output
+    archive = run_report(output)[CLINIC]["log_rotation"]["archive"]
+    kept = archived_audit(clinic)
+    assert kept and sorted(archive["audit_verified"]) == kept and archive["audit_deleted"] == [], archive
+    # A second run copies nothing again.
+    code, output = rotate_logs()
+    assert code == 0, output
+    again = run_report(output)[CLINIC]["log_rotation"]["archive"]
+    assert again["audit_shipped"] == [] and again["audit_deleted"] == [] and archived_audit(clinic) == kept
+
+
+def test_app_logs_are_archived_but_a_rotated_file_still_open_is_not_touched(clinic):
+    ok_in(clinic, ["sh", "-c", f"rm -rf /var/log/clinic-app/archive {APP_LOG}-*"])
+    ok_in(clinic, ["sh", "-c", "printf 'held open\\n' > /var/log/clinic-app/app.log-20200101-000000"])
+    ok_in(clinic, ["sh", "-c", "printf 'old\\n' > /var/log/clinic-app/app.log-20200102-000000"])
+    holder = clinic.exec_run(["sh", "-c", "exec 3</var/log/clinic-app/app.log-20200101-000000; "
+                                          "touch /run/lr-holding; while [ -e /run/lr-holding ]; do sleep 0.2; done"],
+                             detach=True)  # fmt: skip
+    assert holder is not None
+    deadline = time.monotonic() + 30
+    while run_in(clinic, ["test", "-e", "/run/lr-holding"])[0] != 0:
+        assert time.monotonic() < deadline, "the holder did not start"
+        time.sleep(0.05)
+    try:
+        code, output = rotate_logs(extra={"log_rotation_archive_min_age": 0})
+        assert code == 0, output
+        archive = run_report(output)[CLINIC]["log_rotation"]["archive"]
+        assert "/var/log/clinic-app/app.log-20200101-000000" in archive["skipped_open"], archive
+        names = files_in(clinic, "/var/log/clinic-app")
+        assert "app.log-20200101-000000" in names and "app.log-20200102-000000" not in names, names
+        found = ok_in(clinic, ["find", "/var/log/clinic-app/archive", "-type", "f"]).split()
+        assert any(path.endswith("app.log-20200102-000000.zst") or path.endswith("app.log-20200102-000000.gz")
+                   for path in found), found  # fmt: skip
+    finally:
+        ok_in(clinic, ["rm", "-f", "/run/lr-holding"])
 
 
 def test_whole_configuration_rotates_each_nginx_log_once(clinic):

@@ -63,7 +63,9 @@ CLINIC_CATALOGUE = (
 
 # systemd as PID 1 without --privileged (which this kind of VM refuses): the options of every clinic container.
 SYSTEMD_CONTAINER: dict = {
-    "cap_add": ["SYS_ADMIN"],
+    # SYS_PTRACE: root reads every process's open files (/proc/<pid>/fd), as on a real clinic, so the log
+    # archive can tell a rotated file still open by a writer.
+    "cap_add": ["SYS_ADMIN", "SYS_PTRACE"],
     "security_opt": ["seccomp=unconfined", "apparmor=unconfined"],
     "cgroupns": "host",
     "volumes": {"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}},
@@ -147,14 +149,18 @@ class Lab:
     def _converge_container(
         self, client: docker.DockerClient, existing: Container | None, image: str, host: str, role: str
     ) -> tuple[Container, str]:
-        if existing is not None and existing.image.tags and image in existing.image.tags:
+        same_options = existing is not None and set(existing.attrs.get("HostConfig", {}).get("CapAdd") or []) >= set(
+            SYSTEMD_CONTAINER["cap_add"]
+        )
+        if existing is not None and existing.image.tags and image in existing.image.tags and same_options:
             if existing.status != "running":
                 existing.start()
                 return existing, "started"
             return existing, "kept"
         if existing is not None:
             existing.remove(force=True)
-            return self._run_container(client, image, host, role), "recreated (new image)"
+            why = "new options" if image in existing.image.tags else "new image"
+            return self._run_container(client, image, host, role), f"recreated ({why})"
         return self._run_container(client, image, host, role), "created"
 
     # -- readiness ---------------------------------------------------------------------------------
