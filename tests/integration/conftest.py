@@ -119,14 +119,15 @@ BOOT_TIMEOUT = 120
 def own_clinic_container(client: docker.DockerClient, prefix: str, **options: object) -> Iterator[Container]:
     """A container of the lab's clinic image for one test module (not part of any lab), booted, removed at the end.
 
-    It runs systemd as PID 1 with the lab's options; ``options`` adds hostname, labels, network_mode...
+    It runs systemd as PID 1 with the lab's options; ``options`` adds hostname, labels, network_mode... or
+    replaces one of the lab's options (cap_add).
     """
     from clinicops.lab.fleet import SYSTEMD_CONTAINER
     from clinicops.lab.image import ImageRecipe, ensure_image
 
     image = ensure_image(client, ImageRecipe(ROOT / "lab" / "image"))
     container = client.containers.run(
-        image, name=f"{prefix}-{secrets.token_hex(4)}", detach=True, **SYSTEMD_CONTAINER, **options
+        image, name=f"{prefix}-{secrets.token_hex(4)}", detach=True, **{**SYSTEMD_CONTAINER, **options}
     )
     try:
         deadline = time.monotonic() + BOOT_TIMEOUT

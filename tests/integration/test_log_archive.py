@@ -79,8 +79,13 @@ TREE = f"find {LOG_DIR} -printf '%P %y %s %T@\\n' | sort; find {LOG_DIR} -type f
 
 @pytest.fixture(scope="module")
 def container(docker_client) -> Iterator[object]:
+    # Docker's default for root: no CAP_SYS_PTRACE (the lab's clinics get it), to prove the refusal without it.
     with own_clinic_container(
-        docker_client, "clinicops-logarch", hostname="logarch", labels={"clinicops.itest": "log-archive"}
+        docker_client,
+        "clinicops-logarch",
+        hostname="logarch",
+        labels={"clinicops.itest": "log-archive"},
+        cap_add=["SYS_ADMIN"],
     ) as started:
         yield started
 
