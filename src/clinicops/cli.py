@@ -132,6 +132,25 @@ def restore_vars(args: argparse.Namespace) -> dict:
     }
 
 
+def flag_set_vars(args: argparse.Namespace) -> dict:
+    from clinicops.flags import parse_assignments
+
+    return {"feature_flags_set": parse_assignments(args.assignments), "feature_flags_assignments": ""}
+
+
+def flag_get_vars(_args: argparse.Namespace) -> dict:
+    # Explicitly nothing to set: a get never writes, whatever an inventory might say.
+    return {"feature_flags_set": {}, "feature_flags_assignments": ""}
+
+
+def cache_flush_vars(args: argparse.Namespace) -> dict:
+    if not args.limit:
+        raise UsageError(
+            "cache-flush goes one clinic at a time: give --limit CLINIC and --confirm CLINIC; nothing was run"
+        )
+    return {"cache_flush_confirm": ""}  # set by the confirmation, once it names the clinic
+
+
 # The maintenance command's choices: option -> extra var maintenance_window_<option>.
 MAINTENANCE_CHOICES = {
     "os_updates": ("security", "all", "none"),
@@ -214,6 +233,7 @@ class Procedure:
     waves: str = "100%"  # default wave plan
     locks: bool = True  # disruptive: takes the controller's clinic locks
     confirm: str = ""  # extra var holding the clinic's id, when acting on live data needs it
+    confirm_question: str = "replaces the live data of {clinic} with a backup"  # what the confirmation is for
     options: tuple[str, ...] = ()  # extra vars shown in the report
     # Gated by the maintenance window gate (procedure name = the command): the step duration its
     # playbook gives the gate by default (window_gate_step_duration), for the CLI's own evaluation.
@@ -276,6 +296,17 @@ PROCEDURES = {
         window_step="45m",
     ),
     "rotate-logs": Procedure("rotate_logs", "log rotation", lambda a: {}),
+    # The kill switch: not gated by a window (it must work at any hour); the role's health gate puts
+    # the previous flags back on a clinic whose app does not come back healthy.
+    "flag-set": Procedure("feature_flags", "feature flags", flag_set_vars, options=("feature_flags_set",)),
+    "flag-get": Procedure("feature_flags", "feature flags", flag_get_vars, locks=False),
+    "cache-flush": Procedure(
+        "cache_flush",
+        "cache flush",
+        cache_flush_vars,
+        confirm="cache_flush_confirm",
+        confirm_question="empties the app cache (its Redis database) of {clinic}",
+    ),
 }
 
 
@@ -287,13 +318,13 @@ def _confirmation(args: argparse.Namespace, procedure: Procedure, extravars: dic
         return
     if len(fleet.hosts) != 1:
         raise UsageError(
-            f"{args.command} over live data goes one clinic at a time; --limit matched {len(fleet.hosts)} "
+            f"{args.command} goes one clinic at a time; --limit matched {len(fleet.hosts)} "
             f"({', '.join(fleet.hosts[:5])}); nothing was changed"
         )
     host = fleet.hosts[0]
     expected = str(fleet.hostvars.get(host, {}).get("clinic_id") or host)
     given = refuse_if_not_confirmed(
-        f"{args.command} replaces the live data of {expected} with a backup",
+        f"{args.command} {procedure.confirm_question.format(clinic=expected)}",
         expected,
         args.confirm,
         args.yes,
@@ -331,9 +362,32 @@ def _finish(args: argparse.Namespace, state: dict) -> int:
         print(f"{state['command']} run {state['run_id']}: {state['status']} ({counts}); report: {state['report_path']}")
     elif state["command"] == "health":
         render_survey(state)
+    elif state["command"] == "flag-get":
+        render_flags(state)
     else:
         render_outcomes(state)
     return int(state["exit_code"])
+
+
+def render_flags(state: dict) -> None:
+    """``flag get``: the fleet's flags, one row per clinic, one column per flag."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from clinicops.flags import flag_names, flag_rows
+    from clinicops.run_report import footer, outcome_style, stdout_console
+
+    console = stdout_console()
+    names = flag_names(state)
+    table = Table(title=f"feature flags — run {state['run_id']} — {state['status']}", title_justify="left")
+    for column in ("clinic", *names, "outcome"):
+        table.add_column(column, overflow="fold")
+    for row in flag_rows(state):
+        cells = [Text(row[name], style="green" if row[name] == "true" else "") for name in names]
+        outcome = row["outcome"] + (f": {row['message']}" if row["message"] else "")
+        table.add_row(Text(row["clinic"]), *cells, Text(outcome, style=outcome_style(row["outcome"])))
+    console.print(table)
+    footer(state, console)
 
 
 def window_wait(procedure: Procedure, fleet, extravars: dict, max_s: int):
@@ -487,6 +541,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         print((run_dir / REPORT_MD).read_text(encoding="utf-8"), end="")
     elif state["command"] == "health":
         render_survey(state)
+    elif state["command"] == "flag-get":
+        render_flags(state)
     else:
         render_outcomes(state)
     return EXIT_OK
@@ -698,9 +754,25 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate-logs", help="install the log rotation policies (validated first); report disk pressure"
     )
     _fleet_arguments(rotate)
+    flag = sub.add_parser("flag", help="the clinic app's feature flags: set (a kill switch, health-gated) or get")
+    flag_sub = flag.add_subparsers(dest="flag_command", required=True)
+    flag_set = flag_sub.add_parser(
+        "set", help="set flags (NAME=true|false), restart the app where they changed, wait until it reports them"
+    )
+    flag_set.add_argument("assignments", nargs="+", metavar="NAME=VALUE", help="e.g. ai_enabled=false")
+    _fleet_arguments(flag_set)
+    flag_set.set_defaults(command="flag-set")
+    flag_get = flag_sub.add_parser("get", help="the flags each clinic's app reports (a table clinic x flag)")
+    _fleet_arguments(flag_get)
+    flag_get.set_defaults(command="flag-get", func=cmd_procedure)
+    flush = sub.add_parser(
+        "cache-flush", help="empty one clinic's app cache (Redis FLUSHDB of its database; needs --confirm)"
+    )
+    _fleet_arguments(flush)
+    flush.add_argument("--confirm", help="the clinic's id: required to empty its cache")
     for child in (restore, deploy, rollback, maintenance):
         _window_arguments(child)
-    for child in (backup, drill, restore, deploy, rollback, maintenance, rotate):
+    for child in (backup, drill, restore, deploy, rollback, maintenance, rotate, flag_set, flush):
         child.add_argument("--check", action="store_true", help="dry run: report what would change")
         child.set_defaults(func=cmd_procedure)
 

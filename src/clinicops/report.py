@@ -54,6 +54,15 @@ DETAIL_KEYS = (
     "reboot_required",
     "maintenance_page",
     "silence",
+    # feature flags: what the app reports, what this run changed (or would), how long the kill switch took
+    "flags",
+    "changed",
+    "would_change",
+    "took_s",
+    # cache flush: the app's Redis database and its keys before and after
+    "redis_db",
+    "keys_before",
+    "keys_after",
 )
 # Detail keys the window column shows instead of the details column.
 WINDOW_KEYS = ("window", "window_state", "window_end", "time_left_s", "overrun", "next_opening")
