@@ -117,6 +117,10 @@ def deploy_vars(args: argparse.Namespace) -> dict:
     return extravars
 
 
+def health_vars(args: argparse.Namespace) -> dict:
+    return {"health_checklist": args.checklist} if args.checklist else {}
+
+
 def rollback_vars(args: argparse.Namespace) -> dict:
     extravars: dict = {"rollback_to": args.to or "", "rollback_force": args.force}
     if args.restore_data:
@@ -249,7 +253,9 @@ WINDOW_OPTIONS = ("window_gate_mode", "window_gate_override_reason", "clinicops_
 
 
 PROCEDURES = {
-    "health": Procedure("health", "clinic health", lambda a: {}, locks=False),
+    "health": Procedure("health", "clinic health", health_vars, locks=False, options=("health_checklist",)),
+    # Read-only but for the privilege baseline its first run writes: no lock, like the survey.
+    "security-scan": Procedure("security_scan", "security scan", lambda a: {}, locks=False),
     "deploy": Procedure(
         "deploy",
         "deploy",
@@ -452,6 +458,8 @@ def cmd_procedure(args: argparse.Namespace) -> int:
 
 def _title(args: argparse.Namespace, extravars: dict, procedure: Procedure) -> str:
     title = procedure.title
+    if extravars.get("health_checklist"):
+        title = f"{title} — {extravars['health_checklist']} checklist"
     if args.command == "deploy":
         title = f"deploy {extravars['deploy_version']} (release {extravars['deploy_release_id']})"
     mode = extravars.get("window_gate_mode", "enforce")
@@ -686,9 +694,21 @@ def build_parser() -> argparse.ArgumentParser:
         child.add_argument("--name", default="lab", help="lab name (default: lab)")
     lab.set_defaults(func=cmd_lab)
 
-    health = sub.add_parser("health", help="health survey of the clinics")
+    health = sub.add_parser("health", help="health survey of the clinics (with --checklist: the runbook's checklist)")
     _fleet_arguments(health)
+    health.add_argument(
+        "--checklist",
+        choices=("morning", "evening"),
+        help="also run the runbook's checklist: morning (services, endpoints, pg_isready, redis, errors of the last "
+        "24 h, disk, backups) or evening (slow queries, backup verified, failed logins, top client IPs, 4xx/5xx rates)",
+    )
     health.set_defaults(func=cmd_procedure)
+    security = sub.add_parser(
+        "security-scan",
+        help="failed logins by source IP, suspicious requests, privilege changes; exit 1 when thresholds are crossed",
+    )
+    _fleet_arguments(security)
+    security.set_defaults(func=cmd_procedure)
 
     backup = sub.add_parser("backup", help="back up the clinics (encrypted, verified, off-site)")
     _fleet_arguments(backup)
