@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from clinicops import __version__
@@ -313,6 +314,8 @@ PROCEDURES = {
         confirm="cache_flush_confirm",
         confirm_question="empties the app cache (its Redis database) of {clinic}",
     ),
+    # Read-only: no lock, no window; a clinic that sees rows of another clinic fails (exit 1).
+    "isolation-check": Procedure("isolation_check", "data isolation check", lambda a: {}, locks=False),
 }
 
 
@@ -464,6 +467,107 @@ def _title(args: argparse.Namespace, extravars: dict, procedure: Procedure) -> s
         title = f"deploy {extravars['deploy_version']} (release {extravars['deploy_release_id']})"
     mode = extravars.get("window_gate_mode", "enforce")
     return title if mode == "enforce" else f"{title} — window {mode}"
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """One clinic's incident: the diagnostics bundle, then the incident record and the post-mortem draft."""
+    from clinicops import incident
+    from clinicops.fleet_run import FleetRun, RunSpec
+    from clinicops.inventory import resolve_fleet
+    from clinicops.runner import new_run_id, state_home
+    from clinicops.waves import Wave
+
+    severity = incident.check_severity(args.severity)
+    opened = incident.utc_now()
+    since = incident.parse_since(args.since, opened)
+    ident = incident.incident_id(args.clinic, opened)  # checks the name before the inventory is read
+    inventory = Path(args.inventory) if args.inventory else _default_inventory()
+    vault = _vault_file(args, inventory)
+    fleet = resolve_fleet(inventory, args.clinic, vault)
+    if list(fleet.hosts) != [args.clinic]:
+        raise UsageError(
+            f"diagnose takes one clinic by its inventory name; {args.clinic!r} matched {', '.join(fleet.hosts[:5])}; "
+            "nothing was run"
+        )
+    incidents = incident.incidents_dir(state_home())
+    spec = RunSpec(
+        run_id=new_run_id("diagnose"),
+        command="diagnose",
+        title=f"diagnostics {ident}",
+        playbook="diagnostics",
+        inventory=str(inventory.resolve()),
+        limit=args.clinic,
+        vault_password_file=str(vault.resolve()) if vault else None,
+        extravars={
+            "diagnostics_incident_id": ident,
+            "diagnostics_controller_dir": str(incidents),
+            "diagnostics_journal_since": incident.journal_since(since),
+        },
+        options={"incident_id": ident},
+        verbosity=args.verbose,
+        locks=False,  # read-only on the clinic
+    )
+    state = FleetRun(spec, _display(args)).start([Wave(index=1, name="all", hosts=(args.clinic,))])
+    record, draft = _record_incident(args, state, ident, severity, opened, since, incidents / ident)
+    if args.json:
+        print(json.dumps({**state, "incident": json.loads(record.read_text(encoding="utf-8"))}, indent=2))
+        return int(state["exit_code"])
+    _finish(args, state)
+    facts = json.loads(record.read_text(encoding="utf-8"))
+    print(f"incident: {ident} — {facts['severity']} ({incident.SEVERITIES[facts['severity']]})")
+    print(f"record: {record}\npost-mortem draft: {draft}")
+    if facts["bundle"]:
+        print(f"bundle: {facts['bundle']}")
+    return int(state["exit_code"])
+
+
+def _record_incident(
+    args: argparse.Namespace,
+    state: dict,
+    ident: str,
+    severity: str | None,
+    opened: datetime,
+    since: datetime | None,
+    directory: Path,
+) -> tuple[Path, Path]:
+    """incident.json and postmortem.md beside the bundle; written even when no bundle came (unreachable)."""
+    import getpass
+    import socket
+
+    from clinicops import incident
+    from clinicops.audit import default_trail, tail
+    from clinicops.runner import state_home
+
+    row = state["clinics"][0] if state["clinics"] else {}
+    details = row.get("details") or {}
+    bundle = Path(details["bundle"]) if details.get("bundle") else None
+    health_state = details.get("health_state")
+    entry = incident.Incident(
+        id=ident,
+        clinic=args.clinic,
+        severity=severity or incident.default_severity(health_state),
+        severity_source="operator" if severity else "health",
+        opened_at=incident.stamp(opened),
+        timeline_start=incident.stamp(since or opened),
+        window_start=incident.stamp(since or opened - incident.DEFAULT_LOOKBACK),
+        opened_by=getpass.getuser(),
+        controller=socket.gethostname(),
+        run_id=state["run_id"],
+        health_state=health_state,
+        health_summary=details.get("health_summary"),
+        bundle=str(bundle) if bundle and bundle.is_file() else None,
+        bundle_files=int(details.get("bundle_files") or 0),
+        redacted=int(details.get("redacted") or 0),
+        collection=row.get("outcome", "not run") + (f": {row['message']}" if row.get("message") else ""),
+    )
+    clinic_records = incident.bundle_audit_records(bundle) if entry.bundle else []
+    try:
+        controller_records = tail(default_trail(state_home()), 100_000)
+    except UsageError:  # no controller trail yet
+        controller_records = []
+    entries = incident.clinic_entries(clinic_records) + incident.controller_entries(controller_records, args.clinic)
+    window_start = since or opened - incident.DEFAULT_LOOKBACK
+    return incident.write_incident(directory, entry, incident.timeline(entries, window_start, incident.utc_now()))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -790,6 +894,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _fleet_arguments(flush)
     flush.add_argument("--confirm", help="the clinic's id: required to empty its cache")
+    isolation = sub.add_parser(
+        "isolation-check", help="prove, read-only, that no clinic sees rows of another clinic (exit 1 naming the table)"
+    )
+    _fleet_arguments(isolation)
+    isolation.set_defaults(func=cmd_procedure)
+    diagnose = sub.add_parser(
+        "diagnose",
+        help="an incident: one clinic's redacted diagnostics bundle, an incident record, a post-mortem draft",
+    )
+    diagnose.add_argument("clinic", help="the clinic (its inventory name)")
+    diagnose.add_argument(
+        "--severity",
+        help="P1 clinic down or patient data at risk, P2 major feature down, "
+        "P3 degraded, P4 minor (default: P2 when the clinic is unhealthy, else P3)",
+    )
+    diagnose.add_argument(
+        "--since",
+        help="when the incident started: ISO 8601 time with an offset, or a duration "
+        "ago (2h, 90m); default now (the post-mortem's timeline then looks back 24 h)",
+    )
+    diagnose.add_argument("-i", "--inventory", help="inventory directory or file (default: the lab)")
+    diagnose.add_argument("--vault-password-file", help="vault password file for the inventory")
+    _output_arguments(diagnose)
+    diagnose.set_defaults(func=cmd_diagnose)
     for child in (restore, deploy, rollback, maintenance):
         _window_arguments(child)
     for child in (backup, drill, restore, deploy, rollback, maintenance, rotate, flag_set, flush):

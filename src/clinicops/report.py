@@ -75,6 +75,15 @@ DETAIL_KEYS = (
     "privilege_baseline_written",
     "top_client_ips",
     "crossed",
+    # diagnose: the incident, its bundle on the controller, the clinic's health when it was taken
+    "incident_id",
+    "bundle",
+    "bundle_files",
+    "redacted",
+    "health_state",
+    "health_summary",
+    # isolation check: rows of another clinic each query found (0 everywhere: isolated)
+    "foreign_rows",
 )
 # Detail keys the window column shows instead of the details column.
 WINDOW_KEYS = ("window", "window_state", "window_end", "time_left_s", "overrun", "next_opening")
