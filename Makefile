@@ -19,7 +19,7 @@ export PATH := $(BIN):$(PATH)
 .PHONY: help venv collection lab demo demo-down test lint sanity unit integration molecule bench bench-deploy bench-cli bench-logs clean
 
 help:
-	@echo "make demo   - set up everything and run the lab demo (3 clinics: health, backup, drill, deploy in waves, maintenance)"
+	@echo "make demo   - set up everything and run the lab demo (3 clinics: health, backup, drill, deploy in waves, maintenance, log rotation)"
 	@echo "make test   - run every quality gate and test suite (CI runs this)"
 	@echo "make lint | sanity | unit | integration | molecule | bench | bench-deploy | bench-cli | bench-logs | demo-down | clean"
 

@@ -84,6 +84,16 @@ DETAIL_KEYS = (
     "health_summary",
     # isolation check: rows of another clinic each query found (0 everywhere: isolated)
     "foreign_rows",
+    # log rotation: drop-ins changed or removed, bytes the archive step freed, audit files copied into the
+    # repository (verified) and deleted locally, rotated files left because a process holds them, full disks
+    "policies_changed",
+    "logs_archived_bytes_freed",
+    "audit_copied",
+    "audit_deleted_local",
+    "open_files_left",
+    "disk_pressure",
+    "docker_restart",
+    "stale_containers",
 )
 # Detail keys the window column shows instead of the details column.
 WINDOW_KEYS = ("window", "window_state", "window_end", "time_left_s", "overrun", "next_opening")

@@ -21,7 +21,10 @@ from conftest import COLLECTION_PLAYBOOKS, ansible_playbook, ok_in, run_in, run_
 from clinicops.project import collections_root, project_root
 
 sys.path.insert(0, str(collections_root()))
-from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.audit_chain import verify_lines, verify_segment
+from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.audit_chain import (
+    verify_lines,
+    verify_segment,
+)
 
 CLINIC = "lubumbashi"
 DROPINS = "/etc/logrotate.d"
@@ -103,7 +106,10 @@ def clinic(clinics):
     container = clinics[CLINIC]
     script = (
         f"rm -f {DROPINS}/clinicops-* {DROPINS}/zz-foreign {JOURNALD}; "
-        f"if [ -e {DROPINS}/nginx.disabled ]; then mv -f {DROPINS}/nginx.disabled {DROPINS}/nginx; fi"
+        f"if [ -e {DROPINS}/nginx.disabled ]; then mv -f {DROPINS}/nginx.disabled {DROPINS}/nginx; fi; "
+        # Rotated and archived files of an earlier run on a kept lab would be archived by a later run here.
+        "rm -rf /var/log/clinic-app/app.log-* /var/log/clinic-app/archive /var/log/nginx/*.log-* "
+        f"/var/log/nginx/archive /var/log/clinicops/audit.jsonl-* {AUDIT_ARCHIVE} {MANIFEST}"
     )
     ok_in(container, ["sh", "-c", script])
     return container
@@ -144,7 +150,9 @@ def test_apply_installs_one_drop_in_per_entry_and_journald_limits(clinic):
     assert sorted(report["changed"]) == ["audit", "clinic-app", "nginx"]
     assert report["replaced"] == [f"{DROPINS}/nginx"]
     assert report["disk_pressure"] is False and report["largest_consumers"] == []
-    assert report["archive"] == "off"
+    # The archive step ran on each log directory (the audit one too); nothing was rotated yet to archive.
+    archived = [line.split(":")[0] for line in report["archive"]["logs"] + report["archive"]["audit"]]
+    assert "log archive of /var/log/clinic-app" in archived and "log archive of /var/log/nginx" in archived, archived
     # The whole configuration passes logrotate's own dry run.
     code, dry = run_in(clinic, ["logrotate", "--debug", "/etc/logrotate.conf"])
     assert code == 0 and not re.search(r"^error:", dry, re.M), dry
@@ -200,7 +208,7 @@ def test_app_log_rotated_while_the_app_writes_loses_no_line(clinic):
         assert time.monotonic() < deadline, "the writer did not finish"
         time.sleep(0.2)
     names = files_in(clinic, "/var/log/clinic-app")
-    rotated = [name for name in names if name != "app.log"]
+    rotated = [name for name in names if name.startswith("app.log-")]  # not the live log, not archive/
     assert len(rotated) >= rotations and all(re.fullmatch(rf"app\.log{ROTATED}", name) for name in rotated), names
     # delaycompress: the newest rotated file stays plain, the older ones are compressed.
     newest = max(rotated, key=lambda name: name.removesuffix(".gz"))
@@ -221,7 +229,7 @@ def test_audit_trail_rotates_whole_and_root_only(clinic):
     assert before.strip()
     code, out = run_in(clinic, ["logrotate", "--force", f"{DROPINS}/clinicops-audit"])
     assert code == 0, out
-    rotated = [name for name in files_in(clinic, "/var/log/clinicops") if name != "audit.jsonl"]
+    rotated = [name for name in files_in(clinic, "/var/log/clinicops") if name.startswith("audit.jsonl-")]
     newest = max(rotated, key=lambda name: name.removesuffix(".gz"))
     assert re.fullmatch(r"audit\.jsonl-\d{8}-\d{6}", newest), rotated
     assert ok_in(clinic, ["cat", f"/var/log/clinicops/{newest}"]) == before  # whole, not compressed yet

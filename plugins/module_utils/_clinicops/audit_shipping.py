@@ -20,7 +20,8 @@ One run (``ship``):
    relative to the newest audit snapshot, so a clinic that stops shipping keeps everything).
 
 Nothing else in the collection deletes audit snapshots: the backup retention forgets only snapshots
-tagged with one of its data sets.
+tagged with one of its data sets. The snapshots carry the ``clinicops`` and clinic tags, so the
+backup's next off-site copy (which copies every snapshot with those two) takes them off-site too.
 
 Private to the collection: the interface may change between releases.
 """
@@ -29,7 +30,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import hashlib
 import json
 import os
 import shutil
@@ -39,25 +39,17 @@ import time
 from fnmatch import fnmatchcase
 
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.atomic_files import read_json, write_atomic
+from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.log_archive_files import file_digest
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.restic_repo import ResticError, tag
 
 KIND_TAG = tag("kind", "audit-log")
 CHECKSUM_SUFFIX = ".sha256"
 NOTHING_DELETED = "no audit file was deleted"
 DAY = 86400
-CHUNK = 1024 * 1024
 
 
 class AuditShippingError(Exception):
     """The run stopped; the message says what was wrong and what was left as it was."""
-
-
-def file_digest(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def recorded_digest(path):
@@ -188,7 +180,8 @@ def ship(repo, options, check_mode, open_files, now=None):
         report["shipped"].append({"path": path, "bytes": current[path]["bytes"], "sha256": current[path]["sha256"]})
         report["bytes_shipped"] += current[path]["bytes"]
     if to_ship and not check_mode:
-        made = repo.backup(to_ship, [KIND_TAG, tag("clinic", options["clinic"])], options["clinic"])
+        # "clinicops" and the clinic: the backup's off-site copy takes every snapshot with those two tags.
+        made = repo.backup(to_ship, ["clinicops", tag("clinic", options["clinic"]), KIND_TAG], options["clinic"])
         short_id = made.get("snapshot_id")
         if not short_id:
             raise AuditShippingError("restic made no snapshot of the audit files; %s" % NOTHING_DELETED)
