@@ -15,6 +15,7 @@ Commands:
 Endpoints:
   /health        readiness: database reachable and schema new enough; 503 otherwise
   /health/live   liveness: the process answers
+  POST /login    always fails (no accounts), logging `auth failed user=U ip=IP` for the security scan
   /version       version, release id, schema version, clinic id, feature flags
   /api/patients, /api/appointments   small data endpoints
 """
@@ -32,6 +33,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import psycopg
 
@@ -208,6 +210,19 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(404, {"error": "not found"})
             return
         route()
+
+    def do_POST(self) -> None:
+        if self.path.split("?", 1)[0] != "/login":
+            self.send_json(404, {"error": "not found"})
+            return
+        # The fixture has no accounts: every login fails, logged the way the security scan reads it.
+        length = min(int(self.headers.get("Content-Length") or 0), 4096)
+        form = parse_qs(self.rfile.read(length).decode("utf-8", "replace"))
+        user = "".join(ch for ch in form.get("user", [""])[0] if ch.isalnum() or ch in "._-")[:64] or "-"
+        client = (self.headers.get("X-Forwarded-For") or self.client_address[0]).split(",")[-1].strip()
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        self.log.write(f"{stamp} auth failed user={user} ip={client}")
+        self.send_json(401, {"error": "invalid credentials"})
 
     def schema_version(self, conn: psycopg.Connection) -> int:
         return conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]

@@ -140,6 +140,9 @@ options:
         description: Connections in use over C(max_connections) above this ratio count as unhealthy.
         type: float
         default: 0.9
+      max_query_seconds:
+        description: A client statement running longer than this many seconds counts as unhealthy (none by default).
+        type: float
   redis:
     description: A Redis server to C(PING).
     type: dict
@@ -217,6 +220,29 @@ options:
         description: Seconds to wait.
         type: float
         default: 5
+  recent_procedures:
+    description:
+      - When procedures (C(backup), C(restore_drill), ...) last succeeded on the clinic, read from its audit
+        trail (the C(ok) records that M(clinicops.runbook.audit_record) appends).
+    type: dict
+    suboptions:
+      trail:
+        description: The clinic's audit trail.
+        type: path
+        default: /var/log/clinicops/audit.jsonl
+      procedures:
+        description: The procedures to look for.
+        type: list
+        elements: dict
+        required: true
+        suboptions:
+          name:
+            description: Procedure name as the trail records it.
+            type: str
+            required: true
+          max_age_hours:
+            description: Older (or none at all) counts as unhealthy. Without it the age is only reported.
+            type: float
   retries:
     description: How many more times to run all checks while any is unhealthy.
     type: int
@@ -305,7 +331,7 @@ checks:
       type: str
       sample: app
     kind:
-      description: One of C(http), C(tcp), C(postgresql), C(redis), C(systemd), C(disk), C(tls).
+      description: One of C(http), C(tcp), C(postgresql), C(redis), C(systemd), C(disk), C(tls), C(procedure).
       type: str
       sample: http
     healthy:
@@ -332,6 +358,22 @@ checks:
       description: Free bytes on a disk check's file system.
       type: int
       sample: 53687091200
+    longest_query_s:
+      description: Seconds the oldest running client statement has been running (postgresql).
+      type: float
+      sample: 0.0
+    database_size_bytes:
+      description: Size of the database (postgresql).
+      type: int
+      sample: 9437184
+    days_left:
+      description: Days until the certificate expires (tls).
+      type: float
+      sample: 80.5
+    age_hours:
+      description: Hours since the procedure last succeeded, null when never (procedure).
+      type: float
+      sample: 3.5
 """
 
 import time
@@ -341,6 +383,7 @@ from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.healt
     probe_disk,
     probe_http,
     probe_postgresql,
+    probe_recent_procedures,
     probe_redis,
     probe_systemd_unit,
     probe_tcp,
@@ -348,7 +391,7 @@ from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.healt
     summarize,
 )
 
-CHECK_KINDS = ("http", "tcp", "postgresql", "redis", "systemd_units", "disk", "tls")
+CHECK_KINDS = ("http", "tcp", "postgresql", "redis", "systemd_units", "disk", "tls", "recent_procedures")
 
 
 def argument_spec():
@@ -382,6 +425,7 @@ def argument_spec():
             schema_version_query=dict(type="str"),
             count_tables=dict(type="list", elements="str", default=[]),
             max_connection_usage=dict(type="float", default=0.9),
+            max_query_seconds=dict(type="float"),
         )),
         redis=dict(type="dict", options=dict(
             name=dict(type="str", default="redis"),
@@ -405,6 +449,13 @@ def argument_spec():
             min_days=dict(type="float", default=14),
             timeout=dict(type="float", default=5),
         )),
+        recent_procedures=dict(type="dict", options=dict(
+            trail=dict(type="path", default="/var/log/clinicops/audit.jsonl"),
+            procedures=dict(type="list", elements="dict", required=True, options=dict(
+                name=dict(type="str", required=True),
+                max_age_hours=dict(type="float"),
+            )),
+        )),
         retries=dict(type="int", default=0),
         delay=dict(type="float", default=2),
         deadline=dict(type="float"),
@@ -423,6 +474,8 @@ def run_checks(module):
     results += [probe_systemd_unit(unit, module.run_command) for unit in params["systemd_units"]]
     results += [probe_disk(spec) for spec in params["disk"]]
     results += [probe_tls(spec, module.run_command) for spec in params["tls"]]
+    if params["recent_procedures"]:
+        results += probe_recent_procedures(params["recent_procedures"])
     return results
 
 

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from clinicops import __version__
@@ -117,6 +118,10 @@ def deploy_vars(args: argparse.Namespace) -> dict:
     return extravars
 
 
+def health_vars(args: argparse.Namespace) -> dict:
+    return {"health_checklist": args.checklist} if args.checklist else {}
+
+
 def rollback_vars(args: argparse.Namespace) -> dict:
     extravars: dict = {"rollback_to": args.to or "", "rollback_force": args.force}
     if args.restore_data:
@@ -130,6 +135,25 @@ def restore_vars(args: argparse.Namespace) -> dict:
         "restore_confirm": args.confirm or "",
         "restore_tables": args.table or [],
     }
+
+
+def flag_set_vars(args: argparse.Namespace) -> dict:
+    from clinicops.flags import parse_assignments
+
+    return {"feature_flags_set": parse_assignments(args.assignments), "feature_flags_assignments": ""}
+
+
+def flag_get_vars(_args: argparse.Namespace) -> dict:
+    # Explicitly nothing to set: a get never writes, whatever an inventory might say.
+    return {"feature_flags_set": {}, "feature_flags_assignments": ""}
+
+
+def cache_flush_vars(args: argparse.Namespace) -> dict:
+    if not args.limit:
+        raise UsageError(
+            "cache-flush goes one clinic at a time: give --limit CLINIC and --confirm CLINIC; nothing was run"
+        )
+    return {"cache_flush_confirm": ""}  # set by the confirmation, once it names the clinic
 
 
 # The maintenance command's choices: option -> extra var maintenance_window_<option>.
@@ -214,6 +238,7 @@ class Procedure:
     waves: str = "100%"  # default wave plan
     locks: bool = True  # disruptive: takes the controller's clinic locks
     confirm: str = ""  # extra var holding the clinic's id, when acting on live data needs it
+    confirm_question: str = "replaces the live data of {clinic} with a backup"  # what the confirmation is for
     options: tuple[str, ...] = ()  # extra vars shown in the report
     # Gated by the maintenance window gate (procedure name = the command): the step duration its
     # playbook gives the gate by default (window_gate_step_duration), for the CLI's own evaluation.
@@ -229,7 +254,9 @@ WINDOW_OPTIONS = ("window_gate_mode", "window_gate_override_reason", "clinicops_
 
 
 PROCEDURES = {
-    "health": Procedure("health", "clinic health", lambda a: {}, locks=False),
+    "health": Procedure("health", "clinic health", health_vars, locks=False, options=("health_checklist",)),
+    # Read-only but for the privilege baseline its first run writes: no lock, like the survey.
+    "security-scan": Procedure("security_scan", "security scan", lambda a: {}, locks=False),
     "deploy": Procedure(
         "deploy",
         "deploy",
@@ -276,6 +303,19 @@ PROCEDURES = {
         window_step="45m",
     ),
     "rotate-logs": Procedure("rotate_logs", "log rotation", lambda a: {}),
+    # The kill switch: not gated by a window (it must work at any hour); the role's health gate puts
+    # the previous flags back on a clinic whose app does not come back healthy.
+    "flag-set": Procedure("feature_flags", "feature flags", flag_set_vars, options=("feature_flags_set",)),
+    "flag-get": Procedure("feature_flags", "feature flags", flag_get_vars, locks=False),
+    "cache-flush": Procedure(
+        "cache_flush",
+        "cache flush",
+        cache_flush_vars,
+        confirm="cache_flush_confirm",
+        confirm_question="empties the app cache (its Redis database) of {clinic}",
+    ),
+    # Read-only: no lock, no window; a clinic that sees rows of another clinic fails (exit 1).
+    "isolation-check": Procedure("isolation_check", "data isolation check", lambda a: {}, locks=False),
 }
 
 
@@ -287,13 +327,13 @@ def _confirmation(args: argparse.Namespace, procedure: Procedure, extravars: dic
         return
     if len(fleet.hosts) != 1:
         raise UsageError(
-            f"{args.command} over live data goes one clinic at a time; --limit matched {len(fleet.hosts)} "
+            f"{args.command} goes one clinic at a time; --limit matched {len(fleet.hosts)} "
             f"({', '.join(fleet.hosts[:5])}); nothing was changed"
         )
     host = fleet.hosts[0]
     expected = str(fleet.hostvars.get(host, {}).get("clinic_id") or host)
     given = refuse_if_not_confirmed(
-        f"{args.command} replaces the live data of {expected} with a backup",
+        f"{args.command} {procedure.confirm_question.format(clinic=expected)}",
         expected,
         args.confirm,
         args.yes,
@@ -331,9 +371,32 @@ def _finish(args: argparse.Namespace, state: dict) -> int:
         print(f"{state['command']} run {state['run_id']}: {state['status']} ({counts}); report: {state['report_path']}")
     elif state["command"] == "health":
         render_survey(state)
+    elif state["command"] == "flag-get":
+        render_flags(state)
     else:
         render_outcomes(state)
     return int(state["exit_code"])
+
+
+def render_flags(state: dict) -> None:
+    """``flag get``: the fleet's flags, one row per clinic, one column per flag."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from clinicops.flags import flag_names, flag_rows
+    from clinicops.run_report import footer, outcome_style, stdout_console
+
+    console = stdout_console()
+    names = flag_names(state)
+    table = Table(title=f"feature flags — run {state['run_id']} — {state['status']}", title_justify="left")
+    for column in ("clinic", *names, "outcome"):
+        table.add_column(column, overflow="fold")
+    for row in flag_rows(state):
+        cells = [Text(row[name], style="green" if row[name] == "true" else "") for name in names]
+        outcome = row["outcome"] + (f": {row['message']}" if row["message"] else "")
+        table.add_row(Text(row["clinic"]), *cells, Text(outcome, style=outcome_style(row["outcome"])))
+    console.print(table)
+    footer(state, console)
 
 
 def window_wait(procedure: Procedure, fleet, extravars: dict, max_s: int):
@@ -398,10 +461,113 @@ def cmd_procedure(args: argparse.Namespace) -> int:
 
 def _title(args: argparse.Namespace, extravars: dict, procedure: Procedure) -> str:
     title = procedure.title
+    if extravars.get("health_checklist"):
+        title = f"{title} — {extravars['health_checklist']} checklist"
     if args.command == "deploy":
         title = f"deploy {extravars['deploy_version']} (release {extravars['deploy_release_id']})"
     mode = extravars.get("window_gate_mode", "enforce")
     return title if mode == "enforce" else f"{title} — window {mode}"
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """One clinic's incident: the diagnostics bundle, then the incident record and the post-mortem draft."""
+    from clinicops import incident
+    from clinicops.fleet_run import FleetRun, RunSpec
+    from clinicops.inventory import resolve_fleet
+    from clinicops.runner import new_run_id, state_home
+    from clinicops.waves import Wave
+
+    severity = incident.check_severity(args.severity)
+    opened = incident.utc_now()
+    since = incident.parse_since(args.since, opened)
+    ident = incident.incident_id(args.clinic, opened)  # checks the name before the inventory is read
+    inventory = Path(args.inventory) if args.inventory else _default_inventory()
+    vault = _vault_file(args, inventory)
+    fleet = resolve_fleet(inventory, args.clinic, vault)
+    if list(fleet.hosts) != [args.clinic]:
+        raise UsageError(
+            f"diagnose takes one clinic by its inventory name; {args.clinic!r} matched {', '.join(fleet.hosts[:5])}; "
+            "nothing was run"
+        )
+    incidents = incident.incidents_dir(state_home())
+    spec = RunSpec(
+        run_id=new_run_id("diagnose"),
+        command="diagnose",
+        title=f"diagnostics {ident}",
+        playbook="diagnostics",
+        inventory=str(inventory.resolve()),
+        limit=args.clinic,
+        vault_password_file=str(vault.resolve()) if vault else None,
+        extravars={
+            "diagnostics_incident_id": ident,
+            "diagnostics_controller_dir": str(incidents),
+            "diagnostics_journal_since": incident.journal_since(since),
+        },
+        options={"incident_id": ident},
+        verbosity=args.verbose,
+        locks=False,  # read-only on the clinic
+    )
+    state = FleetRun(spec, _display(args)).start([Wave(index=1, name="all", hosts=(args.clinic,))])
+    record, draft = _record_incident(args, state, ident, severity, opened, since, incidents / ident)
+    if args.json:
+        print(json.dumps({**state, "incident": json.loads(record.read_text(encoding="utf-8"))}, indent=2))
+        return int(state["exit_code"])
+    _finish(args, state)
+    facts = json.loads(record.read_text(encoding="utf-8"))
+    print(f"incident: {ident} — {facts['severity']} ({incident.SEVERITIES[facts['severity']]})")
+    print(f"record: {record}\npost-mortem draft: {draft}")
+    if facts["bundle"]:
+        print(f"bundle: {facts['bundle']}")
+    return int(state["exit_code"])
+
+
+def _record_incident(
+    args: argparse.Namespace,
+    state: dict,
+    ident: str,
+    severity: str | None,
+    opened: datetime,
+    since: datetime | None,
+    directory: Path,
+) -> tuple[Path, Path]:
+    """incident.json and postmortem.md beside the bundle; written even when no bundle came (unreachable)."""
+    import getpass
+    import socket
+
+    from clinicops import incident
+    from clinicops.audit import default_trail, tail
+    from clinicops.runner import state_home
+
+    row = state["clinics"][0] if state["clinics"] else {}
+    details = row.get("details") or {}
+    bundle = Path(details["bundle"]) if details.get("bundle") else None
+    health_state = details.get("health_state")
+    entry = incident.Incident(
+        id=ident,
+        clinic=args.clinic,
+        severity=severity or incident.default_severity(health_state),
+        severity_source="operator" if severity else "health",
+        opened_at=incident.stamp(opened),
+        timeline_start=incident.stamp(since or opened),
+        window_start=incident.stamp(since or opened - incident.DEFAULT_LOOKBACK),
+        opened_by=getpass.getuser(),
+        controller=socket.gethostname(),
+        run_id=state["run_id"],
+        health_state=health_state,
+        health_summary=details.get("health_summary"),
+        bundle=str(bundle) if bundle and bundle.is_file() else None,
+        bundle_files=int(details.get("bundle_files") or 0),
+        redacted=int(details.get("redacted") or 0),
+        collection=row.get("outcome", "not run") + (f": {row['message']}" if row.get("message") else ""),
+    )
+    clinic_records = incident.bundle_audit_records(bundle) if entry.bundle else []
+    try:
+        controller_records = tail(default_trail(state_home()), 100_000)
+    except UsageError:  # no controller trail yet
+        controller_records = []
+    entries = incident.clinic_entries(clinic_records) + incident.controller_entries(controller_records, args.clinic)
+    window_start = since or opened - incident.DEFAULT_LOOKBACK
+    return incident.write_incident(directory, entry, incident.timeline(entries, window_start, incident.utc_now()))
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -487,6 +653,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         print((run_dir / REPORT_MD).read_text(encoding="utf-8"), end="")
     elif state["command"] == "health":
         render_survey(state)
+    elif state["command"] == "flag-get":
+        render_flags(state)
     else:
         render_outcomes(state)
     return EXIT_OK
@@ -630,9 +798,21 @@ def build_parser() -> argparse.ArgumentParser:
         child.add_argument("--name", default="lab", help="lab name (default: lab)")
     lab.set_defaults(func=cmd_lab)
 
-    health = sub.add_parser("health", help="health survey of the clinics")
+    health = sub.add_parser("health", help="health survey of the clinics (with --checklist: the runbook's checklist)")
     _fleet_arguments(health)
+    health.add_argument(
+        "--checklist",
+        choices=("morning", "evening"),
+        help="also run the runbook's checklist: morning (services, endpoints, pg_isready, redis, errors of the last "
+        "24 h, disk, backups) or evening (slow queries, backup verified, failed logins, top client IPs, 4xx/5xx rates)",
+    )
     health.set_defaults(func=cmd_procedure)
+    security = sub.add_parser(
+        "security-scan",
+        help="failed logins by source IP, suspicious requests, privilege changes; exit 1 when thresholds are crossed",
+    )
+    _fleet_arguments(security)
+    security.set_defaults(func=cmd_procedure)
 
     backup = sub.add_parser("backup", help="back up the clinics (encrypted, verified, off-site)")
     _fleet_arguments(backup)
@@ -698,9 +878,49 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate-logs", help="install the log rotation policies (validated first); report disk pressure"
     )
     _fleet_arguments(rotate)
+    flag = sub.add_parser("flag", help="the clinic app's feature flags: set (a kill switch, health-gated) or get")
+    flag_sub = flag.add_subparsers(dest="flag_command", required=True)
+    flag_set = flag_sub.add_parser(
+        "set", help="set flags (NAME=true|false), restart the app where they changed, wait until it reports them"
+    )
+    flag_set.add_argument("assignments", nargs="+", metavar="NAME=VALUE", help="e.g. ai_enabled=false")
+    _fleet_arguments(flag_set)
+    flag_set.set_defaults(command="flag-set")
+    flag_get = flag_sub.add_parser("get", help="the flags each clinic's app reports (a table clinic x flag)")
+    _fleet_arguments(flag_get)
+    flag_get.set_defaults(command="flag-get", func=cmd_procedure)
+    flush = sub.add_parser(
+        "cache-flush", help="empty one clinic's app cache (Redis FLUSHDB of its database; needs --confirm)"
+    )
+    _fleet_arguments(flush)
+    flush.add_argument("--confirm", help="the clinic's id: required to empty its cache")
+    isolation = sub.add_parser(
+        "isolation-check", help="prove, read-only, that no clinic sees rows of another clinic (exit 1 naming the table)"
+    )
+    _fleet_arguments(isolation)
+    isolation.set_defaults(func=cmd_procedure)
+    diagnose = sub.add_parser(
+        "diagnose",
+        help="an incident: one clinic's redacted diagnostics bundle, an incident record, a post-mortem draft",
+    )
+    diagnose.add_argument("clinic", help="the clinic (its inventory name)")
+    diagnose.add_argument(
+        "--severity",
+        help="P1 clinic down or patient data at risk, P2 major feature down, "
+        "P3 degraded, P4 minor (default: P2 when the clinic is unhealthy, else P3)",
+    )
+    diagnose.add_argument(
+        "--since",
+        help="when the incident started: ISO 8601 time with an offset, or a duration "
+        "ago (2h, 90m); default now (the post-mortem's timeline then looks back 24 h)",
+    )
+    diagnose.add_argument("-i", "--inventory", help="inventory directory or file (default: the lab)")
+    diagnose.add_argument("--vault-password-file", help="vault password file for the inventory")
+    _output_arguments(diagnose)
+    diagnose.set_defaults(func=cmd_diagnose)
     for child in (restore, deploy, rollback, maintenance):
         _window_arguments(child)
-    for child in (backup, drill, restore, deploy, rollback, maintenance, rotate):
+    for child in (backup, drill, restore, deploy, rollback, maintenance, rotate, flag_set, flush):
         child.add_argument("--check", action="store_true", help="dry run: report what would change")
         child.set_defaults(func=cmd_procedure)
 

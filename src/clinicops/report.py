@@ -54,6 +54,36 @@ DETAIL_KEYS = (
     "reboot_required",
     "maintenance_page",
     "silence",
+    # feature flags: what the app reports, what this run changed (or would), how long the kill switch took
+    "flags",
+    "changed",
+    "would_change",
+    "took_s",
+    # cache flush: the app's Redis database and its keys before and after
+    "redis_db",
+    "keys_before",
+    "keys_after",
+    # health --checklist and security-scan: the log figures of the window, the thresholds crossed
+    "checklist",
+    "requests",
+    "requests_4xx_rate",
+    "requests_5xx_rate",
+    "app_errors",
+    "failed_logins_by_ip",
+    "suspicious_by_pattern",
+    "privilege_additions",
+    "privilege_baseline_written",
+    "top_client_ips",
+    "crossed",
+    # diagnose: the incident, its bundle on the controller, the clinic's health when it was taken
+    "incident_id",
+    "bundle",
+    "bundle_files",
+    "redacted",
+    "health_state",
+    "health_summary",
+    # isolation check: rows of another clinic each query found (0 everywhere: isolated)
+    "foreign_rows",
     # log rotation: drop-ins changed or removed, bytes the archive step freed, audit files copied into the
     # repository (verified) and deleted locally, rotated files left because a process holds them, full disks
     "policies_changed",
@@ -70,6 +100,17 @@ WINDOW_KEYS = ("window", "window_state", "window_end", "time_left_s", "overrun",
 EMPTY = (None, "", {}, [])
 # The health survey's own columns.
 SURVEY_KEYS = ("timezone", "version", "release", "database", "rows", "disk_free_bytes", "summary")
+# Its further figures (None when a clinic did not report them) and the checklist's items.
+SURVEY_FIGURES = (
+    "app_latency_ms",
+    "db_connections",
+    "db_size_bytes",
+    "longest_query_s",
+    "tls_days_left",
+    "backup_age_hours",
+    "drill_age_hours",
+    "checklist_items",
+)
 
 
 def clinic_row(
@@ -125,6 +166,7 @@ def _survey(row: dict[str, Any], host: HostOutcome) -> None:
         disk_free_bytes=report.get("disk_free_bytes"),
         summary=report.get("summary") or host.message,
     )
+    row.update({key: report.get(key) for key in SURVEY_FIGURES})
 
 
 def not_reached(clinic: str, wave: str, attempt: int) -> dict[str, Any]:
@@ -339,6 +381,16 @@ def markdown(report: Mapping[str, Any]) -> str:
             f"| {_cell(row['clinic'])} | {row['outcome']} | {_cell(row['wave'])} | {row['attempt']} | "
             f"{row['duration_s']} s |{window_cell} {_cell(details)} | {_cell(failure)} |"
         )
+    checklist = [row for row in report["clinics"] if row.get("checklist_items")]
+    if checklist:
+        lines += ["", "## Checklist", "", "| clinic | item | result | detail |", "|---|---|---|---|"]
+        for row in checklist:
+            for item in row["checklist_items"]:
+                result = "ok" if item.get("ok") in (True, "True", "true") else "FAILED"
+                lines.append(
+                    f"| {_cell(row['clinic'])} | {_cell(str(item.get('item', '')))} | {result} | "
+                    f"{_cell(str(item.get('detail', '')))} |"
+                )
     skipped = skipped_line(report)
     if skipped:
         lines += ["", skipped[0].upper() + skipped[1:] + "."]

@@ -461,3 +461,31 @@ def test_rollback_with_data_passes_the_confirmation() -> None:
         "rollback_restore_data": True,
         "rollback_confirm": "kinshasa",
     }
+
+
+def test_health_checklist_and_security_scan_run_their_playbooks(
+    inventory_dir: Path, clinicops_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use_fleet(monkeypatch, "paris")
+    items = [{"item": "4xx/5xx rates", "ok": False, "detail": "5xx 12.0% of 300 requests"}]
+    calls = install_fake_runner(
+        monkeypatch, {"paris": {"healthy": False, "summary": "unhealthy: 4xx/5xx rates", "checklist_items": items}}
+    )
+    assert main(["health", "-i", str(inventory_dir), "--checklist", "evening"]) == EXIT_FAILED
+    out = capsys.readouterr().out
+    assert "clinic health — evening checklist — run" in out
+    assert "4xx/5xx rates" in out and "FAILED" in out and "5xx 12.0% of 300 requests" in out
+    assert calls[0]["extravars"]["health_checklist"] == "evening"
+    markdown = (last_run(clinicops_home) / "report.md").read_text()
+    assert "## Checklist" in markdown and "| paris | 4xx/5xx rates | FAILED | 5xx 12.0% of 300 requests |" in markdown
+
+    calls = install_fake_runner(
+        monkeypatch,
+        {"paris": {"crossed": ["12 failed logins from 203.0.113.7 (threshold 10)"]}},
+        failing={"paris": {"task": "Fail an unhealthy clinic", "res": {"msg": "security scan: 12 failed logins"}}},
+    )
+    assert main(["security-scan", "-i", str(inventory_dir), "--json"]) == EXIT_FAILED
+    state = json.loads(capsys.readouterr().out)
+    assert calls[0]["playbook"] == "security_scan.yml"
+    (row,) = state["clinics"]
+    assert row["outcome"] == "failed" and row["details"]["crossed"][0].startswith("12 failed logins from 203.0.113.7")

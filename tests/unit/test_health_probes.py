@@ -607,3 +607,45 @@ def test_postgresql_without_driver_is_unhealthy(monkeypatch: pytest.MonkeyPatch)
     result = probe_postgresql({"database": "clinicdb"})
     assert not result.healthy
     assert result.detail.startswith("no psycopg/psycopg2 on the host")
+
+
+def test_postgresql_reports_the_longest_query_and_judges_it_when_asked(fake_pg: InstallFakePg) -> None:
+    answers = pg_answers() | {health_probes.LONGEST_QUERY: 125.42}
+    fake_pg(answers)
+    result = probe_postgresql(PG_SPEC)
+    assert result.healthy and result.observed["longest_query_s"] == 125.4
+    assert result.observed["database_size_bytes"] == 8_000_000
+    fake_pg(answers)
+    slow = probe_postgresql(PG_SPEC | {"max_query_seconds": 60})
+    assert not slow.healthy and slow.detail == "a query has been running 125 s (> 60 s)"
+
+
+# -- recent procedures (the clinic's audit trail) ---------------------------------------------------
+
+
+def test_recent_procedures_read_the_last_ok_record_of_each(tmp_path: Path) -> None:
+    trail = tmp_path / "audit.jsonl"
+    records = [
+        {"procedure": "backup", "outcome": "ok", "at": "2026-11-25T01:00:00Z"},
+        {"procedure": "backup", "outcome": "ok", "at": "2026-11-26T01:00:00Z"},
+        {"procedure": "backup", "outcome": "failed", "at": "2026-11-26T05:00:00Z"},
+        {"procedure": "restore_drill", "outcome": "started", "at": "2026-11-26T02:00:00Z"},
+    ]
+    trail.write_text("".join(json.dumps(record) + "\n" for record in records) + "not json\n")
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    spec = {
+        "trail": str(trail),
+        "procedures": [{"name": "backup", "max_age_hours": 26}, {"name": "restore_drill", "max_age_hours": None}],
+    }
+    backup, drill = health_probes.probe_recent_procedures(spec, now)
+    assert (backup.name, backup.kind, backup.healthy) == ("backup", "procedure", True)
+    assert backup.observed == {"last_ok": "2026-11-26T01:00:00Z", "age_hours": 11.0}
+    # No successful drill: reported; unhealthy only when a maximum age is asked for.
+    assert drill.healthy and drill.observed["age_hours"] is None
+    spec["procedures"][0]["max_age_hours"] = 6
+    spec["procedures"][1]["max_age_hours"] = 200
+    backup, drill = health_probes.probe_recent_procedures(spec, now)
+    assert not backup.healthy and "more than 6 h" in backup.detail
+    assert not drill.healthy and drill.detail.startswith("no successful restore_drill")
+    missing = health_probes.probe_recent_procedures({"trail": str(tmp_path / "none"), "procedures": [{"name": "x"}]})
+    assert missing[0].healthy and missing[0].observed["last_ok"] is None

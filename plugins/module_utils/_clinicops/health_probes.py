@@ -31,6 +31,7 @@ from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.pg_dr
     pg_driver,
     quote_ident,
 )
+from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.utc_time import from_stamp
 
 
 class ProbeResult(object):
@@ -117,6 +118,12 @@ def _scalar(cursor, query, params=None):
     return row[0] if row else None
 
 
+# How long the oldest running statement of a client (not this session) has been running, in seconds.
+LONGEST_QUERY = ("SELECT coalesce(max(extract(epoch FROM clock_timestamp() - query_start)), 0)::float "
+                 "FROM pg_stat_activity WHERE state <> 'idle' AND pid <> pg_backend_pid() "
+                 "AND backend_type = 'client backend'")
+
+
 def probe_postgresql(spec):
     name = spec.get("name") or "postgresql"
     password = spec.get("password")
@@ -147,6 +154,7 @@ def probe_postgresql(spec):
         observed["connections"] = _scalar(cursor, "SELECT count(*) FROM pg_stat_activity")
         observed["max_connections"] = int(_scalar(cursor, "SHOW max_connections"))
         observed["database_size_bytes"] = _scalar(cursor, "SELECT pg_database_size(current_database())")
+        observed["longest_query_s"] = round(float(_scalar(cursor, LONGEST_QUERY) or 0), 1)
         if spec.get("schema_version_query"):
             observed["schema_version"] = _scalar(cursor, spec["schema_version_query"])
         counts = {}
@@ -164,6 +172,9 @@ def probe_postgresql(spec):
     if ratio > limit:
         return ProbeResult(name, "postgresql", False, "connections %d/%d above %.0f%%" % (
             observed["connections"], observed["max_connections"], limit * 100), **observed)
+    if spec.get("max_query_seconds") and observed["longest_query_s"] > spec["max_query_seconds"]:
+        return ProbeResult(name, "postgresql", False, "a query has been running %.0f s (> %s s)" % (
+            observed["longest_query_s"], spec["max_query_seconds"]), **observed)
     return ProbeResult(name, "postgresql", True, "SELECT 1 in %.0f ms, %d/%d connections" % (
         observed["latency_ms"], observed["connections"], observed["max_connections"]), **observed)
 
@@ -249,6 +260,49 @@ def probe_tls(spec, run_command):
     if days < minimum:
         return ProbeResult(name, "tls", False, "certificate expires in %.1f days (< %s)" % (days, minimum), **observed)
     return ProbeResult(name, "tls", True, "certificate valid %.0f more days" % days, **observed)
+
+
+def last_successes(lines, procedures):
+    """The time (``...Z``) of the last ``ok`` record of each procedure in audit trail lines."""
+    found = {}
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("procedure") in procedures and record.get("outcome") == "ok":
+            found[record["procedure"]] = record.get("at")
+    return found
+
+
+def procedure_age_hours(at, now=None):
+    return round(((now or datetime.now(timezone.utc)) - from_stamp(at)).total_seconds() / 3600.0, 1)
+
+
+def probe_recent_procedures(spec, now=None):
+    """When each procedure last succeeded on the clinic, from its audit trail: a backup, a drill."""
+    wanted = dict((item["name"], item.get("max_age_hours")) for item in spec.get("procedures") or [])
+    trail = spec.get("trail") or "/var/log/clinicops/audit.jsonl"
+    try:
+        with open(trail, "r", encoding="utf-8", errors="replace") as handle:
+            found = last_successes(handle, wanted)
+    except (IOError, OSError):
+        found = {}
+    results = []
+    for name, max_age in sorted(wanted.items()):
+        at = found.get(name)
+        try:
+            age = procedure_age_hours(at, now) if at else None
+        except ValueError:  # not a stamp the trail's writer makes: as good as none
+            age = None
+        if age is None:
+            results.append(ProbeResult(name, "procedure", max_age is None, "no successful %s in %s" % (name, trail),
+                                       last_ok=None, age_hours=None))
+            continue
+        healthy = max_age is None or age <= max_age
+        detail = "last ok %s (%.1f h ago%s)" % (at, age, "" if healthy else ", more than %s h" % max_age)
+        results.append(ProbeResult(name, "procedure", healthy, detail, last_ok=at, age_hours=age))
+    return results
 
 
 def summarize(results):
