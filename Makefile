@@ -75,7 +75,7 @@ integration: collection
 	$(BIN)/pytest tests/integration
 
 # Roles with molecule scenarios (roles/<role>/molecule/*), one after the other: each starts its own clinic container.
-MOLECULE_ROLES := clinic_host backup restore deploy rollback log_rotation
+MOLECULE_ROLES := clinic_host backup restore deploy rollback log_rotation feature_flags
 
 molecule: collection
 	$(BIN)/python -m clinicops lab image
