@@ -142,6 +142,40 @@ def own_clinic_container(client: docker.DockerClient, prefix: str, **options: ob
         container.remove(force=True)
 
 
+def container_inventory(path: Path, group: str, name: str, container: Container, **variables: object) -> Path:
+    """Write an inventory at ``path`` reaching ``container`` through the docker connection, as host ``name``."""
+    host = {
+        "ansible_connection": "community.docker.docker",
+        "ansible_host": container.name,
+        "ansible_python_interpreter": "/usr/bin/python3",
+        **variables,
+    }
+    path.write_text(yaml.safe_dump({"all": {"children": {group: {"hosts": {name: host}}}}}))
+    return path
+
+
+def run_playbook(
+    inventory: Path, playbook: Path, *args: str, extra: dict | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ansible-playbook with an inventory of the test's own and the collection under test; wait for it."""
+    argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(playbook), *args]
+    if extra is not None:
+        argv += ["-e", json.dumps(extra)]
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "build" / "collections"), "ANSIBLE_NOCOLOR": "1"}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+
+
+def msg_of(line: str) -> str:
+    """The text of a debug task's ``"msg": "..."`` output line."""
+    return json.loads("{" + line.strip().rstrip(",") + "}")["msg"]
+
+
+def marked_result(output: str, marker: str) -> dict | None:
+    """The JSON a test playbook printed with ``debug: msg="<marker>{{ result | to_json }}"``; None when absent."""
+    line = next((line for line in output.splitlines() if f'"msg": "{marker}' in line), None)
+    return None if line is None else json.loads(msg_of(line).removeprefix(marker))
+
+
 def run_report(output: str) -> dict:
     """The clinicops_report a play published with set_stats (what the CLI's report reads).
 

@@ -15,16 +15,11 @@ refuses and changes nothing; the services are stopped before the others.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import yaml
-from conftest import PLAYBOOKS, ROOT, ok_in, own_clinic_container
+from conftest import PLAYBOOKS, container_inventory, marked_result, ok_in, own_clinic_container, run_playbook
 
 pytestmark = pytest.mark.lab
 
@@ -115,24 +110,15 @@ def quiet(container, logs) -> None:
 @pytest.fixture(scope="module")
 def run(container, tmp_path_factory):
     """Run tests/integration/playbooks/log_archive.yml in the container: (exit code, output, the module's result)."""
-    workdir = tmp_path_factory.mktemp("log_archive")
-    inventory = workdir / "hosts.yml"
-    host = {
-        "ansible_connection": "community.docker.docker",
-        "ansible_host": container.name,
-        "ansible_python_interpreter": "/usr/bin/python3",
-    }
-    inventory.write_text(yaml.safe_dump({"all": {"children": {"clinic": {"hosts": {"logarch": host}}}}}))
+    inventory = container_inventory(
+        tmp_path_factory.mktemp("log_archive") / "hosts.yml", "clinic", "logarch", container
+    )
 
     def play(*args: str, **extra: object) -> tuple[int, str, dict]:
-        argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory)]
-        argv += [str(PLAYBOOKS / "log_archive.yml"), *args, "-e", json.dumps({"log_dir": LOG_DIR, **extra})]
-        env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "build" / "collections"), "ANSIBLE_NOCOLOR": "1"}
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, check=False)
-        line = next((line for line in done.stdout.splitlines() if f'"msg": "{MARKER}' in line), None)
-        assert line is not None, f"no result in the output:\n{done.stdout}\n{done.stderr}"
-        message = json.loads("{" + line.strip().rstrip(",") + "}")["msg"]
-        return done.returncode, done.stdout, json.loads(message.removeprefix(MARKER))
+        done = run_playbook(inventory, PLAYBOOKS / "log_archive.yml", *args, extra={"log_dir": LOG_DIR, **extra})
+        result = marked_result(done.stdout, MARKER)
+        assert result is not None, f"no result in the output:\n{done.stdout}\n{done.stderr}"
+        return done.returncode, done.stdout, result
 
     return play
 

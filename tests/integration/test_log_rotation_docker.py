@@ -17,18 +17,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import ROOT, ok_in, own_clinic_container, run_in
+from conftest import ROOT, container_inventory, marked_result, ok_in, own_clinic_container, run_in, run_playbook
 
 pytestmark = pytest.mark.lab
 
@@ -117,30 +113,14 @@ def clinic(docker_client) -> Iterator[object]:
 def play(clinic, tmp_path_factory):
     """Run the role's docker tasks on the clinic at an instant: (exit code, output, the report or None)."""
     workdir = tmp_path_factory.mktemp("log_rotation_docker")
-    inventory = workdir / "hosts.yml"
-    host = {
-        "ansible_connection": "community.docker.docker",
-        "ansible_host": clinic.name,
-        "ansible_python_interpreter": "/usr/bin/python3",
-        "clinic_timezone": TIMEZONE,
-        "clinic_maintenance_windows": WINDOWS,
-    }
-    inventory.write_text(yaml.safe_dump({"all": {"children": {"clinics": {"hosts": {HOST: host}}}}}))
+    variables = {"clinic_timezone": TIMEZONE, "clinic_maintenance_windows": WINDOWS}
+    inventory = container_inventory(workdir / "hosts.yml", "clinics", HOST, clinic, **variables)
     playbook = workdir / "docker_limits.yml"
     playbook.write_text(PLAYBOOK)
 
     def run(*args: str, now: str = OUTSIDE, book: Path = playbook, **extra: object) -> tuple[int, str, dict | None]:
-        argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(book), *args]
-        argv += ["-e", json.dumps({"clinicops_now": now, **extra})]
-        env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "build" / "collections"), "ANSIBLE_NOCOLOR": "1"}
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env, check=False)
-        output = done.stdout + done.stderr
-        line = next((line for line in done.stdout.splitlines() if f'"msg": "{REPORT}' in line), None)
-        report = None
-        if line is not None:
-            message = json.loads("{" + line.strip().rstrip(",") + "}")["msg"]
-            report = json.loads(message.removeprefix(REPORT))
-        return done.returncode, output, report
+        done = run_playbook(inventory, book, *args, extra={"clinicops_now": now, **extra}, timeout=600)
+        return done.returncode, done.stdout + done.stderr, marked_result(done.stdout, REPORT)
 
     return run
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 
-from conftest import PLAYBOOKS, ansible_playbook, ok_in
+from conftest import PLAYBOOKS, ansible_playbook, marked_result, ok_in
 
 
 def toggle(state: str) -> dict:
     run = ansible_playbook(PLAYBOOKS / "maintenance_mode.yml", "-e", f"target=kinshasa state={state}")
     output, _ = run.communicate(timeout=120)
     assert run.returncode == 0, output
-    line = next(line for line in output.splitlines() if '"msg": "MAINTENANCE ' in line)
-    return json.loads(json.loads("{" + line.strip().rstrip(",") + "}")["msg"].split(" ", 1)[1])
+    result = marked_result(output, "MAINTENANCE ")
+    assert result is not None, output
+    return result
 
 
 def fetch(container, path: str) -> tuple[int, dict[str, str], str]:

@@ -20,18 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
-import os
-import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import ROOT, ok_in, own_clinic_container
+from conftest import container_inventory, marked_result, ok_in, own_clinic_container, run_playbook
 
 PREFIX = "clinicops-fixture-"
 INITIAL = {name: "1.0" for name in ("a", "b", "c", "d", "e", "orphan")}
@@ -214,25 +209,15 @@ def versions(container) -> dict[str, str]:
 @pytest.fixture
 def run(container, tmp_path: Path):
     """Run the module in the container through ansible-playbook: (exit code, output, the module's result)."""
-    inventory = tmp_path / "hosts.yml"
-    host = {
-        "ansible_connection": "community.docker.docker",
-        "ansible_host": container.name,
-        "ansible_python_interpreter": "/usr/bin/python3",
-    }
-    inventory.write_text(yaml.safe_dump({"all": {"children": {"clinic": {"hosts": {"pkgtest": host}}}}}))
+    inventory = container_inventory(tmp_path / "hosts.yml", "clinic", "pkgtest", container)
     playbook = tmp_path / "package_updates.yml"
     playbook.write_text(PLAYBOOK)
 
     def play(*args: str, **options: object) -> tuple[int, str, dict]:
-        argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(playbook), *args]
-        argv += ["-e", json.dumps({"options": {"exclude": EXCLUDE, **options}})]
-        env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "build" / "collections"), "ANSIBLE_NOCOLOR": "1"}
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env, check=False)
-        line = next((line for line in done.stdout.splitlines() if f'"msg": "{MARKER}' in line), None)
-        assert line is not None, f"no result in the output:\n{done.stdout}\n{done.stderr}"
-        message = json.loads("{" + line.strip().rstrip(",") + "}")["msg"]
-        return done.returncode, done.stdout, json.loads(message.removeprefix(MARKER))
+        done = run_playbook(inventory, playbook, *args, extra={"options": {"exclude": EXCLUDE, **options}})
+        result = marked_result(done.stdout, MARKER)
+        assert result is not None, f"no result in the output:\n{done.stdout}\n{done.stderr}"
+        return done.returncode, done.stdout, result
 
     return play
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import pytest
-from conftest import PLAYBOOKS, ansible_playbook, psql
+from conftest import PLAYBOOKS, ansible_playbook, marked_result, psql
 
 CLINIC = "kinshasa"
 TAG = "clinicops-itest-sleeper"
@@ -28,10 +28,7 @@ def upkeep(*args: str, **extra: object) -> tuple[int, str, dict | None]:
     """Run the test playbook on the clinic: (exit code, output, the module's result or None if it failed)."""
     run = ansible_playbook(PLAYBOOKS / "pg_upkeep.yml", "-e", json.dumps({"target": CLINIC, **extra}), *args)
     output, _ = run.communicate(timeout=300)
-    line = next((line for line in output.splitlines() if '"msg": "UPKEEP ' in line), None)
-    if line is None:
-        return run.returncode, output, None
-    return run.returncode, output, json.loads(json.loads("{" + line.strip().rstrip(",") + "}")["msg"].split(" ", 1)[1])
+    return run.returncode, output, marked_result(output, "UPKEEP ")
 
 
 def stats(container) -> dict[str, tuple[int, int, str, str]]:

@@ -12,7 +12,7 @@ import json
 import re
 
 import pytest
-from conftest import PLAYBOOKS, ansible_playbook, ok_in, run_report
+from conftest import PLAYBOOKS, ansible_playbook, msg_of, ok_in, run_report
 
 CLINICS = "kinshasa,lubumbashi"
 SUNDAY_0230_WAT = "2026-11-29T02:30:00+01:00"  # inside 02:00-03:00 in Kinshasa, after it in Lubumbashi
@@ -34,10 +34,6 @@ def gate_play(*args: str, **extra: object) -> tuple[int, str]:
     )
     output, _ = run.communicate(timeout=300)
     return run.returncode, output
-
-
-def msg_of(line: str) -> str:
-    return json.loads("{" + line.strip().rstrip(",") + "}")["msg"]
 
 
 def decisions(output: str) -> dict[str, str]:

@@ -32,10 +32,12 @@ def read_json(path):
     return None if text is None else json.loads(text)
 
 
-def write_atomic(path, text, mode=0o644):
+def write_atomic(path, text, mode=0o644, sync_directory=False):
     """Write to a temporary file in the same directory, fsync, then rename over ``path``.
 
-    A reader sees the old content or the new one, never a partial file.
+    A reader sees the old content or the new one, never a partial file. With ``sync_directory`` the
+    directory is fsynced after the rename too, so the new name itself survives a power loss (where the
+    file system allows opening a directory). The temporary file is removed on any interruption.
     """
     directory = os.path.dirname(path) or "."
     fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
@@ -46,10 +48,25 @@ def write_atomic(path, text, mode=0o644):
             os.fsync(handle.fileno())
         os.chmod(temp, mode)
         os.rename(temp, path)
-    except Exception:
+    except BaseException:
         if os.path.exists(temp):
             os.unlink(temp)
         raise
+    if sync_directory:
+        _fsync_directory(directory)
+
+
+def _fsync_directory(directory):
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
 
 
 def remove(path):

@@ -36,8 +36,9 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import zlib
+
+from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.atomic_files import write_atomic
 
 GENESIS = "0" * 64
 TAIL_CHUNK = 65536
@@ -135,30 +136,7 @@ def _is_hash(value):
 
 def _write_head(path, head, mode):
     """Replace the head file atomically: temporary file, fsync, rename, fsync of the directory."""
-    target = head_path(path)
-    directory = os.path.dirname(target) or "."
-    fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(json.dumps(head, sort_keys=True).encode("utf-8") + b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, mode)
-        os.rename(temp, target)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    write_atomic(head_path(path), json.dumps(head, sort_keys=True) + "\n", mode, sync_directory=True)
 
 
 def _next_head(path, head, prev, sealed):
