@@ -70,4 +70,7 @@ def footer(report: Mapping[str, Any], console: Console) -> None:
     if command.endswith("--wait-for-window"):
         console.print(Text(f"to run the skipped clinics once their window opens: {command}"))
     elif command and report.get("status") != "running":
-        console.print(Text(f"to re-run the clinics that did not finish: {command}"))
+        left = {row["outcome"] for row in report.get("clinics", []) if row["outcome"] not in SUCCESS}
+        # A survey's unhealthy clinic did finish: resume checks it again (after the fix).
+        what = "check the unhealthy clinics again" if left == {"unhealthy"} else "re-run the clinics that did not finish"
+        console.print(Text(f"to {what}: {command}"))

@@ -493,6 +493,15 @@ def test_render_outcomes_one_row_per_clinic_and_the_resume_hint() -> None:
     assert f"to re-run the clinics that did not finish: clinicops resume {RUN_ID}" in text
 
 
+def test_render_outcomes_of_an_unhealthy_survey_offers_to_check_again_not_to_finish() -> None:
+    sick = report.clinic_row("kinshasa", "all", 1, host("kinshasa", report_={"healthy": False}), True, "health")
+    well = report.clinic_row("goma", "all", 1, host("goma", report_={"healthy": True}), True, "health")
+    assert (sick["outcome"], well["outcome"]) == ("unhealthy", "healthy")
+    text = printed(full_report(sick, well))
+    assert f"to check the unhealthy clinics again: clinicops resume {RUN_ID}" in text
+    assert "did not finish" not in text
+
+
 def test_render_outcomes_of_a_good_run_prints_no_resume_hint() -> None:
     row = report.clinic_row("kinshasa", "all", 1, host("kinshasa"), True, "deploy")
     text = printed(full_report(row, status="ok", exit_code=EXIT_OK))
