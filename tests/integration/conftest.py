@@ -48,6 +48,19 @@ def clinicops(
     return done
 
 
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CLI's state home (runs, controller locks and audit trail, incidents) for one test module."""
+    return tmp_path_factory.mktemp("clinicops-home")
+
+
+def cli_state(home: Path, *args: str) -> tuple[int, dict, str]:
+    """The CLI with ``home`` as its state home: (exit code, the --json state printed or {}, stdout + stderr)."""
+    done = clinicops(*args, check=False, env={"CLINICOPS_HOME": str(home)})
+    state = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {}
+    return done.returncode, state, done.stdout + done.stderr
+
+
 def run_in(container, argv: list[str], env: dict[str, str] | None = None, user: str = "") -> tuple[int, str]:
     result = container.exec_run(argv, environment=env or {}, user=user, demux=False)
     return result.exit_code, result.output.decode(errors="replace")

@@ -14,8 +14,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-from conftest import clinicops, ok_in, run_in
+from conftest import cli_state, clinicops, ok_in, run_in
 
 CLINIC = "kinshasa"
 CLEAN = "lubumbashi"
@@ -26,17 +25,9 @@ BASELINE = "/var/lib/clinicops/privilege-baseline.json"
 POSTGRESQL = "postgresql@15-main"
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The CLI's state home (runs, controller locks) for this module only."""
-    return tmp_path_factory.mktemp("clinicops-home")
-
-
 def cli(home: Path, inventory: Path, *args: str) -> tuple[int, dict, str]:
-    """The CLI with --json on the test lab: (exit code, the run's state or {}, stderr)."""
-    done = clinicops(*args, "-i", str(inventory), "--json", check=False, env={"CLINICOPS_HOME": str(home)})
-    state = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {}
-    return done.returncode, state, done.stderr
+    """The CLI with --json on the test lab: (exit code, the run's state or {}, its output)."""
+    return cli_state(home, *args, "-i", str(inventory), "--json")
 
 
 def rows(state: dict) -> dict[str, dict]:

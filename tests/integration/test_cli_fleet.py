@@ -34,11 +34,6 @@ def lab(docker_client):
     clinicops("lab", "down", "--name", LAB, check=False)
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("clinicops-home")
-
-
 def cli(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return clinicops(*args, check=False, env={"CLINICOPS_HOME": str(home), **(env or {})})
 

@@ -14,8 +14,7 @@ import json
 import tarfile
 from pathlib import Path
 
-import pytest
-from conftest import clinicops, lab_secret, ok_in, psql, run_in
+from conftest import cli_state, lab_secret, ok_in, psql, run_in
 
 CLINIC = "kinshasa"
 TRAIL = "/var/log/clinicops/audit.jsonl"
@@ -36,18 +35,6 @@ EXPECTED_FILES = {
 }
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The CLI's state home (runs, audit trail, incidents) for this module only."""
-    return tmp_path_factory.mktemp("clinicops-home")
-
-
-def cli(home: Path, *args: str) -> tuple[int, dict, str]:
-    done = clinicops(*args, check=False, env={"CLINICOPS_HOME": str(home)})
-    state = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {}
-    return done.returncode, state, done.stdout + done.stderr
-
-
 def bundle_contents(bundle: Path) -> dict[str, bytes]:
     with tarfile.open(bundle, "r:gz") as archive:
         return {
@@ -64,10 +51,12 @@ def test_diagnose_brings_a_redacted_bundle_an_incident_record_and_a_postmortem(c
     ok_in(clinic, ["sh", "-c", 'echo "$1" >> /var/log/clinic-app/app.log', "sh", planted])
     ok_in(clinic, ["logger", "-t", "diag-itest", f"PGPASSWORD={db_password} {repo_password}"])
     # A procedure in the incident's window: a record in the clinic's trail and one in the controller's.
-    code, _state, out = cli(home, "cache-flush", "-i", str(inventory), "--limit", CLINIC, "--confirm", CLINIC, "-q")
+    code, _state, out = cli_state(
+        home, "cache-flush", "-i", str(inventory), "--limit", CLINIC, "--confirm", CLINIC, "-q"
+    )
     assert code == 0, out
 
-    code, state, out = cli(home, "diagnose", CLINIC, "-i", str(inventory), "--json", "--since", "1h")
+    code, state, out = cli_state(home, "diagnose", CLINIC, "-i", str(inventory), "--json", "--since", "1h")
     assert code == 0, out
     record = state["incident"]
     ident = record["id"]
@@ -113,14 +102,14 @@ def test_diagnose_brings_a_redacted_bundle_an_incident_record_and_a_postmortem(c
 
 
 def test_diagnose_refuses_a_group_and_a_bad_severity(inventory, home):
-    code, _state, out = cli(home, "diagnose", "clinics", "-i", str(inventory))
+    code, _state, out = cli_state(home, "diagnose", "clinics", "-i", str(inventory))
     assert code == 2 and "one clinic" in out
-    code, _state, out = cli(home, "diagnose", CLINIC, "-i", str(inventory), "--severity", "P0")
+    code, _state, out = cli_state(home, "diagnose", CLINIC, "-i", str(inventory), "--severity", "P0")
     assert code == 2 and "P1, P2, P3, P4" in out
 
 
 def test_isolation_check_passes_clean_and_names_the_table_of_a_foreign_row(clinics, inventory, home):
-    code, state, out = cli(home, "isolation-check", "-i", str(inventory), "--json")
+    code, state, out = cli_state(home, "isolation-check", "-i", str(inventory), "--json")
     assert code == 0, out
     for row in state["clinics"]:
         assert row["outcome"] == "ok" and row["details"]["foreign_rows"] == {"patients": 0, "appointments": 0}
@@ -131,7 +120,7 @@ def test_isolation_check_passes_clean_and_names_the_table_of_a_foreign_row(clini
         clinic, f"INSERT INTO patients (clinic_id, full_name, birth_date) VALUES ({INTRUDER}, 'Not Ours', '1980-01-01')"
     )
     try:
-        code, state, out = cli(home, "isolation-check", "-i", str(inventory), "--json")
+        code, state, out = cli_state(home, "isolation-check", "-i", str(inventory), "--json")
         assert code == 1, out
         rows = {row["clinic"]: row for row in state["clinics"]}
         assert rows[CLINIC]["outcome"] == "failed"
