@@ -16,12 +16,12 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/build/collections
 export ANSIBLE_PIPELINING := True
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help venv collection lab demo demo-down test lint sanity unit integration molecule bench bench-deploy bench-cli bench-logs clean
+.PHONY: help venv collection lab demo demo-down test lint sanity unit integration molecule bench bench-deploy bench-cli bench-logs bench-flags clean
 
 help:
 	@echo "make demo   - set up everything and run the lab demo (3 clinics: health, backup, drill, deploy in waves, maintenance, log rotation)"
 	@echo "make test   - run every quality gate and test suite (CI runs this)"
-	@echo "make lint | sanity | unit | integration | molecule | bench | bench-deploy | bench-cli | bench-logs | demo-down | clean"
+	@echo "make lint | sanity | unit | integration | molecule | bench | bench-deploy | bench-cli | bench-logs | bench-flags | demo-down | clean"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
@@ -42,14 +42,19 @@ demo: lab
 	$(BIN)/clinicops health
 	$(BIN)/clinicops backup
 	$(BIN)/clinicops drill
+	$(BIN)/clinicops health --checklist morning
 	$(BIN)/clinicops deploy --version 2.0.0
 	@echo "clinicops: next, a release whose health check fails: the canary must roll back by itself"
 	@if $(BIN)/clinicops deploy --version 2.1.0-broken-health --health-deadline 15; then \
 	  echo "the broken release was not stopped by the health gate"; exit 1; fi
 	$(BIN)/clinicops maintenance
 	$(BIN)/clinicops rotate-logs
+	@echo "clinicops: the kill switch: the AI feature off on every clinic, then the fleet's flags"
+	$(BIN)/clinicops flag set ai_enabled=false
+	$(BIN)/clinicops flag get
+	$(BIN)/clinicops diagnose kinshasa
 	$(BIN)/clinicops health
-	$(BIN)/clinicops runs -n 8
+	$(BIN)/clinicops runs -n 12
 
 demo-down: venv
 	$(BIN)/clinicops lab down
@@ -100,6 +105,11 @@ bench-cli: collection
 # directory on this machine (see bench/README.md; BENCH_ARGS="--size 200M --runs 1" for a quick run).
 bench-logs: collection
 	$(BIN)/python bench/log_archive.py $(BENCH_ARGS)
+
+# On demand only, never part of `make test`: the kill switch (`clinicops flag set`) on 10 clinics against the same by
+# hand with one ad-hoc ansible command, on lab `benchdeploy` (see bench/README.md; BENCH_ARGS="--runs 5 --down").
+bench-flags: collection
+	$(BIN)/python bench/kill_switch.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
