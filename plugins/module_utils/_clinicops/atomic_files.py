@@ -32,12 +32,14 @@ def read_json(path):
     return None if text is None else json.loads(text)
 
 
-def write_atomic(path, text, mode=0o644, sync_directory=False):
+def write_atomic(path, text, mode=0o644, sync_directory=False, owner=None):
     """Write to a temporary file in the same directory, fsync, then rename over ``path``.
 
     A reader sees the old content or the new one, never a partial file. With ``sync_directory`` the
     directory is fsynced after the rename too, so the new name itself survives a power loss (where the
-    file system allows opening a directory). The temporary file is removed on any interruption.
+    file system allows opening a directory). ``owner`` (uid, gid) is set on the temporary file, before
+    the rename: the file never appears with another owner. The temporary file is removed on any
+    interruption.
     """
     directory = os.path.dirname(path) or "."
     fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
@@ -46,6 +48,8 @@ def write_atomic(path, text, mode=0o644, sync_directory=False):
             handle.write(text.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
+        if owner is not None:
+            os.chown(temp, owner[0], owner[1])
         os.chmod(temp, mode)
         os.rename(temp, path)
     except BaseException:
