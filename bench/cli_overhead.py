@@ -35,18 +35,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import docker.errors
 from common import (  # bench/ is the script's own directory
     BIN,
     ROOT,
-    STARTED,
     BenchError,
     Table,
     lab_containers,
@@ -55,10 +50,11 @@ from common import (  # bench/ is the script's own directory
     lab_up,
     log,
     machine_facts,
+    measured,
     rotate,
     tool_env,
-    wind_up,
 )
+from common import Samples as BaseSamples
 
 from clinicops.lab.fleet import lab_vault_password_file
 
@@ -97,13 +93,10 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-@dataclass
-class Samples:
-    values: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    facts: dict[str, Any] = field(default_factory=dict)
+class Samples(BaseSamples):
+    """Each side's wall time, and the parts of it its timestamps mark."""
 
-    def add(self, side: str, timed: Timed) -> None:
+    def add(self, side: str, timed: Timed) -> None:  # type: ignore[override]
         self.values[side].append(timed.wall)
         for name, seconds in timed.marks.items():
             self.values[f"{side}: {name}"].append(seconds)
@@ -229,7 +222,7 @@ def event_marks(private_data_dir: Path, epoch: float) -> dict[str, float]:
     return {"play": created["playbook_on_play_start"], "stats": created["playbook_on_stats"]}
 
 
-def measure(sides: Sides, names: list[str], runs: int, samples: Samples) -> None:
+def measure_sides(sides: Sides, names: list[str], runs: int, samples: Samples) -> None:
     log(f"warm-up: one untimed run of each side ({', '.join(names)})")
     for side in names:
         sides.run(side)
@@ -341,27 +334,17 @@ def main(argv: list[str] | None = None) -> int:
     inventory = lab_inventory(parser, args.lab)
     names = SIDES + (DECOMPOSE if args.decompose else [])
     samples = Samples()
-    try:
+
+    def measure() -> None:
         if not args.no_lab_up:
             lab_up(args.lab, CLINICS)
         clinics = [host for host, _container in lab_containers(args.lab, inventory, CLINICS)]
         samples.facts.update({"clinics": len(clinics), **machine_facts()})
         log(f"{len(clinics)} clinics: {', '.join(clinics)}; sides {', '.join(names)}")
         with tempfile.TemporaryDirectory(prefix="clinicops-bench-cli-") as scratch:
-            measure(Sides(inventory, clinics, Path(scratch)), names, args.runs, samples)
-    except (BenchError, docker.errors.DockerException) as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        wind_up(args, {"values": samples.values, "runs": samples.runs, "facts": samples.facts})
-    print(report(samples, args, names))
-    wall = time.monotonic() - STARTED
-    print(f"\nbenchmark wall time {wall / 60:.1f} min; reproduce: make bench-cli (or {' '.join(_command(argv))})")
-    return 0
+            measure_sides(Sides(inventory, clinics, Path(scratch)), names, args.runs, samples)
 
-
-def _command(argv: Iterable[str] | None) -> list[str]:
-    return [".venv/bin/python", "bench/cli_overhead.py", *(argv if argv is not None else sys.argv[1:])]
+    return measured(args, samples, measure, lambda: report(samples, args, names), argv, "bench-cli")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 import yaml
 from docker.models.containers import Container
 
@@ -118,6 +120,33 @@ def wind_up(args: argparse.Namespace, samples: dict[str, Any]) -> None:
         lab_down(args.lab)
 
 
+def measured(
+    args: argparse.Namespace,
+    samples: Samples,
+    measure: Callable[[], None],
+    report: Callable[[], str],
+    argv: Iterable[str] | None,
+    make_target: str,
+) -> int:
+    """Run a lab benchmark's ``measure``, wind up (after an error too), print its ``report`` and how to run it again.
+
+    Exit code 1, with the reason, when it could not measure.
+    """
+    try:
+        measure()
+    except (BenchError, docker.errors.DockerException) as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        wind_up(args, samples.dump())
+    print(report())
+    wall = time.monotonic() - STARTED
+    script = Path(sys.argv[0]).name
+    command = [".venv/bin/python", f"bench/{script}", *(argv if argv is not None else sys.argv[1:])]
+    print(f"\nbenchmark wall time {wall / 60:.1f} min; reproduce: make {make_target} (or {' '.join(command)})")
+    return 0
+
+
 def machine_facts() -> dict[str, Any]:
     """What a report says about the machine and the checkout it measured."""
     commit = subprocess.run(
@@ -187,6 +216,10 @@ class Samples:
     tasks: dict[str, dict[str, list[float]]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
     runs: list[dict[str, Any]] = field(default_factory=list)  # one record per measured command, in order
     facts: dict[str, Any] = field(default_factory=dict)
+
+    def dump(self) -> dict[str, Any]:
+        """Every sample, for ``--json``."""
+        return {"values": self.values, "tasks": self.tasks, "runs": self.runs, "facts": self.facts}
 
     def add(self, key: str, value: float) -> None:
         self.values[key].append(value)

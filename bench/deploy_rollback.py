@@ -32,17 +32,14 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import docker.errors
 from common import (  # bench/ is the script's own directory
     BIN,
     ROOT,
-    STARTED,
     BenchError,
     Samples,
     Table,
@@ -52,8 +49,8 @@ from common import (  # bench/ is the script's own directory
     lab_up,
     log,
     machine_facts,
+    measured,
     tool_env,
-    wind_up,
 )
 from docker.models.containers import Container
 
@@ -578,7 +575,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--runs must be at least 1")
     inventory = lab_inventory(parser, args.lab)
     samples = Samples()
-    try:
+
+    def measure() -> None:
         # The rollback needs one clinic; the deploy comparison needs ten.
         count = 1 if args.only == "rollback" else CLINICS
         clinics = lab_clinics(args.lab, inventory, bring_up=not args.no_lab_up, count=count)
@@ -591,19 +589,8 @@ def main(argv: list[str] | None = None) -> int:
             measure_rollback(clinics[0], ansible, args.runs, samples)
         if args.only in (None, "deploy"):
             measure_deploy(clinics, ansible, args.runs, samples)
-    except (BenchError, docker.errors.DockerException) as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        wind_up(args, {"values": samples.values, "tasks": samples.tasks, "runs": samples.runs, "facts": samples.facts})
-    print(report(samples, args))
-    wall = time.monotonic() - STARTED
-    print(f"\nbenchmark wall time {wall / 60:.1f} min; reproduce: make bench-deploy (or {' '.join(_command(argv))})")
-    return 0
 
-
-def _command(argv: Iterable[str] | None) -> list[str]:
-    return [".venv/bin/python", "bench/deploy_rollback.py", *(argv if argv is not None else sys.argv[1:])]
+    return measured(args, samples, measure, lambda: report(samples, args), argv, "bench-deploy")
 
 
 if __name__ == "__main__":

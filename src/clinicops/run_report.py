@@ -72,5 +72,6 @@ def footer(report: Mapping[str, Any], console: Console) -> None:
     elif command and report.get("status") != "running":
         left = {row["outcome"] for row in report.get("clinics", []) if row["outcome"] not in SUCCESS}
         # A survey's unhealthy clinic did finish: resume checks it again (after the fix).
-        what = "check the unhealthy clinics again" if left == {"unhealthy"} else "re-run the clinics that did not finish"
+        unhealthy = left == {"unhealthy"}
+        what = "check the unhealthy clinics again" if unhealthy else "re-run the clinics that did not finish"
         console.print(Text(f"to {what}: {command}"))
