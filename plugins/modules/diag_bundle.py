@@ -66,7 +66,7 @@ options:
     type: str
     default: -2h
   journal_lines:
-    description: At most this many journal lines.
+    description: At most this many journal lines, the newest since O(journal_since), in time order.
     type: int
     default: 2000
   log_files:
@@ -227,10 +227,17 @@ class Collector(object):
         self.items.append((member, bounded(data)))
 
     def add_commands(self, member, commands, ok_codes=(0,)):
-        """One item from several commands, each under a ``$ argv`` header with its exit code when not ok."""
+        """One item from several commands, each under a ``$ argv`` header with its exit code when not ok.
+
+        A command is ``(argv, ok codes)``, or ``(argv, ok codes, transform)`` whose transform is applied to
+        its output.
+        """
         parts = []
-        for argv, codes in commands:
+        for entry in commands:
+            argv, codes = entry[0], entry[1]
             rc, out, err = self.command(argv)
+            if len(entry) > 2:
+                out = entry[2](out)
             header = b"$ " + " ".join(argv).encode("utf-8")
             if rc == 124:
                 header += b"   [timed out]"
@@ -244,6 +251,11 @@ class Collector(object):
             self.add(member, tail_lines(path, lines))
         except (IOError, OSError) as exc:
             self.missing[member] = "%s: %s" % (path, exc.strerror or exc)
+
+
+def oldest_first(output):
+    """``journalctl --reverse`` output in time order again."""
+    return b"".join(reversed(output.splitlines(True)))
 
 
 def log_members(paths):
@@ -276,9 +288,11 @@ def collect(module, collector):
     collector.add_commands("services.txt", [
         (["systemctl", "list-units", "--failed", "--no-pager", "--plain", "--no-legend"], None),
     ] + [(["systemctl", "status", "--no-pager", "--lines=20", "--", unit], (0, 3)) for unit in units])
+    # With --since, -n keeps the oldest entries: --reverse makes it keep the newest (the incident's), and
+    # the lines are put back in time order.
     collector.add_commands("journal.txt", [
-        (["journalctl", "--no-pager", "-o", "short-iso", "--since=" + params["journal_since"],
-          "-n", str(params["journal_lines"])], None),
+        (["journalctl", "--no-pager", "-o", "short-iso", "--since=" + params["journal_since"], "--reverse",
+          "-n", str(params["journal_lines"])], None, oldest_first),
     ])
     members = log_members(params["log_files"])
     for index, path in enumerate(params["log_files"]):

@@ -11,6 +11,7 @@ clinic is in its database.
 from __future__ import annotations
 
 import json
+import secrets
 import tarfile
 from pathlib import Path
 
@@ -47,9 +48,13 @@ def test_diagnose_brings_a_redacted_bundle_an_incident_record_and_a_postmortem(c
     db_password = lab_secret(CLINIC)
     repo_password = lab_secret(CLINIC, file="vault_backup.yml", key="backup_repository_password")
     # The secrets where an incident would find them: the app's log and the journal.
-    planted = f"diag-itest connecting postgres://clinic_app:{db_password}@127.0.0.1/clinicdb repo={repo_password}"
+    tag = f"diag-itest-{secrets.token_hex(3)}"  # this run's: a kept lab's journal has earlier runs' lines
+    planted = f"{tag} connecting postgres://clinic_app:{db_password}@127.0.0.1/clinicdb repo={repo_password}"
     ok_in(clinic, ["sh", "-c", 'echo "$1" >> /var/log/clinic-app/app.log', "sh", planted])
-    ok_in(clinic, ["logger", "-t", "diag-itest", f"PGPASSWORD={db_password} {repo_password}"])
+    # A busy hour before it (more entries than the bundle keeps): the bundle must keep the newest, not the oldest.
+    flood = "import syslog\nfor n in range(2500): syslog.syslog('diag-flood %d' % n)"
+    ok_in(clinic, ["python3", "-c", flood])
+    ok_in(clinic, ["logger", "-t", tag, f"PGPASSWORD={db_password} {repo_password}"])
     # A procedure in the incident's window: a record in the clinic's trail and one in the controller's.
     code, _state, out = cli_state(
         home, "cache-flush", "-i", str(inventory), "--limit", CLINIC, "--confirm", CLINIC, "-q"
@@ -73,8 +78,8 @@ def test_diagnose_brings_a_redacted_bundle_an_incident_record_and_a_postmortem(c
     assert (directory / "bundle.tar.gz").stat().st_mode & 0o777 == 0o600
     for secret in (db_password, repo_password):
         assert not [name for name, data in contents.items() if secret.encode() in data]
-    assert b"diag-itest connecting postgres://clinic_app:********@" in contents["logs/app.log"]
-    assert b"diag-itest" in contents["journal.txt"]
+    assert f"{tag} connecting postgres://clinic_app:********@".encode() in contents["logs/app.log"]
+    assert tag.encode() in contents["journal.txt"]
     assert contents["pg_stat_activity.csv"].startswith(b"pid,usename,datname")
     assert json.loads(contents["health.json"])["healthy"] is True
     assert b"clinic-app.service" in contents["services.txt"]

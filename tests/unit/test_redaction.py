@@ -160,8 +160,8 @@ def fake_run_command(calls: list[list[str]]):
             return (0, "active\n", "")
         if command[0] == "psql" or command[:1] == ["runuser"]:
             return (0, f"pid,query\n42,ALTER ROLE clinic_app PASSWORD '{DB_PASSWORD}'\n".encode(), b"")
-        if command[0] == "journalctl":
-            return (0, f"Nov 26 app[1]: PGPASSWORD={DB_PASSWORD}\n".encode(), b"")
+        if command[0] == "journalctl":  # --reverse: the newest first
+            return (0, f"Nov 26 10:02 app[1]: PGPASSWORD={DB_PASSWORD}\nNov 26 10:01 app[1]: started\n".encode(), b"")
         return (0, b"ok\n", b"")
 
     return run_command
@@ -218,7 +218,11 @@ def test_the_bundle_holds_every_item_and_no_secret(monkeypatch, capsys, clinic_f
     manifest = json.loads(contents["manifest.json"])
     assert manifest["missing"] == result["missing"]
     every_command = [argv for argv in result["_calls"] if argv[0] == "timeout"]
-    assert any("--since=-2h" in argv for argv in every_command)
+    (journal,) = [argv for argv in every_command if "journalctl" in argv]
+    # The newest entries since the start (with --since, -n alone would keep the oldest), in time order.
+    assert "--since=-2h" in journal and "--reverse" in journal and journal[journal.index("-n") + 1] == "2000"
+    lines = contents["journal.txt"].decode().splitlines()
+    assert [line.split(" app[1]")[0] for line in lines[1:]] == ["Nov 26 10:01", "Nov 26 10:02"]
     assert DB_PASSWORD not in json.dumps(result)
 
 
