@@ -57,20 +57,28 @@ def write_atomic(path, text, mode=0o644, sync_directory=False, owner=None):
             os.unlink(temp)
         raise
     if sync_directory:
-        _fsync_directory(directory)
+        fsync_directory(directory, ignore_errors=True)
 
 
-def _fsync_directory(directory):
+def fsync_directory(directory, ignore_errors=False):
+    """Make the names in ``directory`` durable (a rename, a new or removed file).
+
+    With ``ignore_errors``, a file system that does not let a directory be opened or synced is
+    accepted (the write itself is already durable).
+    """
     try:
-        dir_fd = os.open(directory, os.O_RDONLY)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
-        return
+        if ignore_errors:
+            return
+        raise
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     except OSError:
-        pass
+        if not ignore_errors:
+            raise
     finally:
-        os.close(dir_fd)
+        os.close(fd)
 
 
 def remove(path):

@@ -30,7 +30,10 @@ import subprocess
 import tempfile
 import time
 
-from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.atomic_files import write_atomic
+from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.atomic_files import (
+    fsync_directory,
+    write_atomic,
+)
 from ansible_collections.clinicops.runbook.plugins.module_utils._clinicops.log_archive import (
     CHECKSUM_SUFFIX,
     NOTHING_CHANGED,
@@ -153,14 +156,6 @@ def process_name(proc_root, pid):
 
 
 # -- writing -----------------------------------------------------------------------------------------
-
-
-def fsync_directory(directory):
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def make_directories(root, relative):
