@@ -361,21 +361,28 @@ def _wave_confirm(args: argparse.Namespace):
 
 def _finish(args: argparse.Namespace, state: dict) -> int:
     from clinicops.report import counts_text
-    from clinicops.run_report import render_outcomes
-    from clinicops.survey import render_survey
 
     if args.json:
         print(json.dumps(state, indent=2))
     elif args.quiet:
         counts = counts_text(state["counts"])
         print(f"{state['command']} run {state['run_id']}: {state['status']} ({counts}); report: {state['report_path']}")
-    elif state["command"] == "health":
+    else:
+        render_state(state)
+    return int(state["exit_code"])
+
+
+def render_state(state: dict) -> None:
+    """A run's table as its command shows it: the survey, the fleet's flags, or one row per clinic."""
+    from clinicops.run_report import render_outcomes
+    from clinicops.survey import render_survey
+
+    if state["command"] == "health":
         render_survey(state)
     elif state["command"] == "flag-get":
         render_flags(state)
     else:
         render_outcomes(state)
-    return int(state["exit_code"])
 
 
 def render_flags(state: dict) -> None:
@@ -542,6 +549,7 @@ def _record_incident(
     details = row.get("details") or {}
     bundle = Path(details["bundle"]) if details.get("bundle") else None
     health_state = details.get("health_state")
+    window_start = since or opened - incident.DEFAULT_LOOKBACK
     entry = incident.Incident(
         id=ident,
         clinic=args.clinic,
@@ -549,7 +557,7 @@ def _record_incident(
         severity_source="operator" if severity else "health",
         opened_at=incident.stamp(opened),
         timeline_start=incident.stamp(since or opened),
-        window_start=incident.stamp(since or opened - incident.DEFAULT_LOOKBACK),
+        window_start=incident.stamp(window_start),
         opened_by=getpass.getuser(),
         controller=socket.gethostname(),
         run_id=state["run_id"],
@@ -566,7 +574,6 @@ def _record_incident(
     except UsageError:  # no controller trail yet
         controller_records = []
     entries = incident.clinic_entries(clinic_records) + incident.controller_entries(controller_records, args.clinic)
-    window_start = since or opened - incident.DEFAULT_LOOKBACK
     return incident.write_incident(directory, entry, incident.timeline(entries, window_start, incident.utc_now()))
 
 
@@ -642,8 +649,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from clinicops.fleet_run import runs_dir
     from clinicops.report import REPORT_MD, find_run, load
-    from clinicops.run_report import render_outcomes
-    from clinicops.survey import render_survey
 
     run_dir = find_run(runs_dir(), args.run)
     state = load(run_dir)
@@ -651,12 +656,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(state, indent=2))
     elif args.markdown:
         print((run_dir / REPORT_MD).read_text(encoding="utf-8"), end="")
-    elif state["command"] == "health":
-        render_survey(state)
-    elif state["command"] == "flag-get":
-        render_flags(state)
     else:
-        render_outcomes(state)
+        render_state(state)
     return EXIT_OK
 
 
