@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from clinicops.errors import UsageError
+from clinicops.report import SUCCESS
 
 FLAG_NAME = re.compile(r"^[a-z0-9_]{1,64}$")
 VALUES = {"true": True, "false": False}
@@ -67,6 +68,6 @@ def flag_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
         flags = (row.get("details") or {}).get("flags") or {}
         cells = {"clinic": row["clinic"], "outcome": row["outcome"]}
         cells.update({name: flag_cell(flags.get(name)) for name in names})
-        cells["message"] = row.get("message", "") if row["outcome"] not in ("ok", "healthy") else ""
+        cells["message"] = row.get("message", "") if row["outcome"] not in SUCCESS else ""
         rows.append(cells)
     return rows
