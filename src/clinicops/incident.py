@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import tarfile
 from collections.abc import Iterable, Mapping
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from clinicops.errors import UsageError
+from clinicops.files import write_private
 
 INCIDENT_JSON = "incident.json"
 POSTMORTEM_MD = "postmortem.md"
@@ -278,15 +278,6 @@ def render_postmortem(incident: Incident, entries: list[TimelineEntry]) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write owner-only, atomically (a temporary name in the same directory, then a rename)."""
-    temp = path.with_name(f".{path.name}.partial")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    temp.replace(path)
 
 
 def write_incident(directory: Path, incident: Incident, entries: list[TimelineEntry]) -> tuple[Path, Path]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from clinicops.errors import UsageError
+from clinicops.files import write_private
 from clinicops.project import ansible_env, tool_dir
 
 # Group every procedure playbook targets.
@@ -198,8 +199,4 @@ def _write_cache(path: Path, fleet: Fleet) -> None:
                 old.unlink(missing_ok=True)
         data = {"hosts": list(fleet.hosts), "groups": {k: list(v) for k, v in fleet.groups.items()}}
         data["hostvars"] = {host: dict(values) for host, values in fleet.hostvars.items()}
-        scratch = path.with_suffix(f".{os.getpid()}.tmp")
-        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle)
-        scratch.replace(path)
+        write_private(path, json.dumps(data))

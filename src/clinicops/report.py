@@ -8,13 +8,13 @@ attempt of a clinic is its outcome.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from clinicops.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_REFUSED, UsageError
+from clinicops.files import write_private
 from clinicops.runner import SKIPPED, HostOutcome, skip_text
 from clinicops.windows import span_text
 
@@ -308,11 +308,7 @@ def resume_command(report: Mapping[str, Any]) -> str:
 def save(run_dir: Path, report: Mapping[str, Any]) -> None:
     """Write report.json and report.md atomically (a reader never sees half a report)."""
     for name, text in ((REPORT_JSON, json.dumps(report, indent=2, sort_keys=False)), (REPORT_MD, markdown(report))):
-        scratch = run_dir / f".{name}.tmp"
-        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
-        scratch.replace(run_dir / name)
+        write_private(run_dir / name, text + "\n")
 
 
 def load(run_dir: Path) -> dict[str, Any]:
