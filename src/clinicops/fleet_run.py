@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
-import os
 import signal
 import socket
 import sys
@@ -36,6 +35,7 @@ from typing import Any
 
 from clinicops import __version__, report
 from clinicops.errors import RefusedError, UsageError
+from clinicops.files import write_private
 from clinicops.locks import ControllerLocks
 from clinicops.progress import Display
 from clinicops.runner import EventCollector, PlaybookRun, playbook_path, run_playbook, state_home
@@ -73,10 +73,7 @@ class RunSpec:
     wait_for_window_s: int = 0  # --wait-for-window: the longest wait for a window before a wave
 
     def save(self, run_dir: Path) -> None:
-        path = run_dir / RUN_SPEC
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(asdict(self), handle, indent=2)
+        write_private(run_dir / RUN_SPEC, json.dumps(asdict(self), indent=2))
 
     @classmethod
     def load(cls, run_dir: Path) -> RunSpec:
